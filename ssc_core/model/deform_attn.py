@@ -1,0 +1,152 @@
+"""Multi-scale deformable attention in pure PyTorch (``grid_sample``), no compiled extension.
+
+Numerically the same as mmcv's ``MultiScaleDeformableAttention`` on its PyTorch path, with the
+same parameter names, so the authors' checkpoints load unchanged.
+"""
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SpatialShapes = Sequence[tuple[int, int]]
+
+
+def level_start_index(spatial_shapes: SpatialShapes) -> list[int]:
+    """Offsets of each level in a flattened multi-level sequence."""
+    starts, total = [], 0
+    for h, w in spatial_shapes:
+        starts.append(total)
+        total += h * w
+    return starts
+
+
+def multi_scale_deformable_attn(value: torch.Tensor, spatial_shapes: SpatialShapes,
+                                sampling_locations: torch.Tensor,
+                                attention_weights: torch.Tensor) -> torch.Tensor:
+    """Bilinear sampling of every level at the given locations, weighted and summed.
+
+    Args:
+        value: (B, Nv, heads, D), levels flattened row-major one after another.
+        spatial_shapes: (h, w) of each level.
+        sampling_locations: (B, Nq, heads, L, P, 2), normalized (x, y) in [0, 1].
+        attention_weights: (B, Nq, heads, L, P).
+    Returns:
+        (B, Nq, heads * D)
+    """
+    bs, _, num_heads, head_dims = value.shape
+    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
+    values = value.split([h * w for h, w in spatial_shapes], dim=1)
+    grids = 2 * sampling_locations - 1
+    sampled = []
+    for level, (h, w) in enumerate(spatial_shapes):
+        value_l = values[level].flatten(2).transpose(1, 2).reshape(bs * num_heads, head_dims, h, w)
+        grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # (B*heads, Nq, P, 2)
+        sampled.append(
+            F.grid_sample(value_l, grid_l, mode='bilinear', padding_mode='zeros',
+                          align_corners=False))  # (B*heads, D, Nq, P)
+    weights = attention_weights.transpose(1, 2).reshape(bs * num_heads, 1, num_queries,
+                                                        num_levels * num_points)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)
+    return out.view(bs, num_heads * head_dims, num_queries).transpose(1, 2).contiguous()
+
+
+class MultiScaleDeformableAttention(nn.Module):
+    """Deformable attention over several 2-D feature levels (Deformable DETR).
+
+    Returns ``output_proj(attention) + identity`` where identity is the query as given
+    (before ``query_pos`` is added), exactly like mmcv.
+    """
+
+    def __init__(self, embed_dims: int = 256, num_heads: int = 8, num_levels: int = 4,
+                 num_points: int = 4, dropout: float = 0.1):
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads ({num_heads})')
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.num_levels = num_levels
+        self.num_points = num_points
+        self.sampling_offsets = nn.Linear(embed_dims, num_heads * num_levels * num_points * 2)
+        self.attention_weights = nn.Linear(embed_dims, num_heads * num_levels * num_points)
+        self.value_proj = nn.Linear(embed_dims, embed_dims)
+        self.output_proj = nn.Linear(embed_dims, embed_dims)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, query: torch.Tensor, value: torch.Tensor | None, query_pos: torch.Tensor | None,
+                reference_points: torch.Tensor, spatial_shapes: SpatialShapes,
+                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        Args:
+            query: (B, Nq, C); value: (B, Nv, C) or None for self-attention on ``query``.
+            query_pos: (B, Nq, C) or None.
+            reference_points: (B, Nq, L, 2), normalized (x, y).
+            spatial_shapes: (h, w) per level; key_padding_mask: (B, Nv) bool, True = padding.
+        Returns:
+            (B, Nq, C)
+        """
+        identity = query
+        if value is None:
+            value = query
+        if query_pos is not None:
+            query = query + query_pos
+        bs, num_queries, _ = query.shape
+        value = self.value_proj(value)
+        if key_padding_mask is not None:
+            value = value.masked_fill(key_padding_mask[..., None], 0.0)
+        value = value.view(bs, value.shape[1], self.num_heads, -1)
+        shape = (bs, num_queries, self.num_heads, self.num_levels, self.num_points)
+        offsets = self.sampling_offsets(query).view(*shape, 2)
+        weights = self.attention_weights(query).view(bs, num_queries, self.num_heads, -1)
+        weights = weights.softmax(-1).view(shape)
+        normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=offsets.dtype,
+                                  device=offsets.device)
+        locations = (reference_points[:, :, None, :, None, :] +
+                     offsets / normalizer[None, None, None, :, None, :])
+        out = multi_scale_deformable_attn(value, spatial_shapes, locations, weights)
+        return self.dropout(self.output_proj(out)) + identity
+
+
+class DeformableSqueezeAttention(nn.Module):
+    """Deformable attention over a 3-D volume, with Z folded into X to make a 2-D map.
+
+    The (X, Y, Z) volume is read as a (X*Z, Y) image: voxel (x, y, z) sits at row x*Z + z,
+    column y. A reference point (z, y, x) (normalized) becomes (w, h) = (y, x + (z - 0.5) / Z).
+    Parameter layout as the authors' (``attns.0.*``).
+    """
+
+    def __init__(self, embed_dims: int = 256, num_heads: int = 8, num_levels: int = 1,
+                 num_points: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.attns = nn.ModuleList(
+            [MultiScaleDeformableAttention(embed_dims, num_heads, num_levels, num_points, dropout)])
+
+    def forward(self, query: torch.Tensor, value: torch.Tensor, query_pos: torch.Tensor | None,
+                reference_points: torch.Tensor,
+                spatial_shapes: Sequence[tuple[int, int, int]]) -> torch.Tensor:
+        """
+        Args:
+            query: (B, Nq, C); value: (B, X*Y*Z, C) flattened C-order over (x, y, z).
+            reference_points: (B, Nq, 1, 3) normalized (z, y, x).
+            spatial_shapes: one (X, Y, Z).
+        Returns:
+            (B, Nq, C)
+        """
+        value, reference_points, shapes_2d = squeeze_volume(value, reference_points, spatial_shapes)
+        return self.attns[0](query, value, query_pos, reference_points, shapes_2d)
+
+
+def squeeze_volume(value: torch.Tensor, reference_points: torch.Tensor,
+                   spatial_shapes: Sequence[tuple[int, int, int]]):
+    """Fold Z into X: (B, X*Y*Z, C) → (B, X*Z*Y, C), refs (z, y, x) → (y, x + (z-0.5)/Z)."""
+    bs, _, channels = value.shape
+    folded, shapes_2d = [], []
+    for value_l, (x, y, z) in zip(value.split([a * b * c for a, b, c in spatial_shapes], dim=1),
+                                  spatial_shapes):
+        folded.append(value_l.reshape(bs, x, y, z, channels).transpose(2, 3).flatten(1, 3))
+        shapes_2d.append((x * z, y))
+    depth = torch.tensor([s[2] for s in spatial_shapes], dtype=reference_points.dtype,
+                         device=reference_points.device)
+    ref_x = reference_points[..., 2] + (reference_points[..., 0] - 0.5) / depth
+    ref = torch.stack([reference_points[..., 1], ref_x], dim=-1)
+    return torch.cat(folded, dim=1), ref, shapes_2d

@@ -1,0 +1,58 @@
+"""Shared test helpers: the authors' reference data in ../shared/reference/symphonies."""
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(os.environ.get('SSC_REFERENCE_DIR',
+                                    REPO.parent / 'shared' / 'reference' / 'symphonies'))
+
+
+@pytest.fixture(scope='session')
+def reference_dir() -> Path:
+    if not (REFERENCE_DIR / 'README.md').is_file():
+        raise FileNotFoundError(
+            f'reference data not found at {REFERENCE_DIR}; set SSC_REFERENCE_DIR to the folder '
+            'holding MANIFEST_semantic_kitti.tsv and the fixtures')
+    return REFERENCE_DIR
+
+
+@pytest.fixture(scope='session')
+def fill(reference_dir):
+    """The reference data's deterministic weight-fill module (fill.py)."""
+    spec = importlib.util.spec_from_file_location('reference_fill', reference_dir / 'fill.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def weights(data: dict, prefix: str) -> dict[str, torch.Tensor]:
+    """Module-local state dict stored under ``<prefix>w.`` in a fixture."""
+    tag = prefix + 'w.'
+    return {k[len(tag):]: torch.from_numpy(v) for k, v in data.items() if k.startswith(tag)}
+
+
+def assert_close(actual, expected, atol=1e-4, rtol=1e-4, name=''):
+    actual = np.asarray(actual.detach() if isinstance(actual, torch.Tensor) else actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f'{name}: shape {actual.shape} != {expected.shape}'
+    err = np.abs(actual - expected)
+    bound = atol + rtol * np.abs(expected)
+    worst = np.unravel_index(np.argmax(err - bound), err.shape)
+    assert np.all(err <= bound), (f'{name}: max abs err {err.max():.3g} at {worst} '
+                                  f'(value {actual[worst]:.6g} vs {expected[worst]:.6g})')
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield

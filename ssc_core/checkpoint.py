@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .model import Symphonies
@@ -184,11 +184,10 @@ def read_state_dict(path) -> tuple[dict[str, torch.Tensor], Preset | None]:
     if _is_safetensors(path):
         try:
             state = load_file(str(path))
-            with open(path, 'rb') as f:
-                header = json.loads(f.read(8 + struct.unpack('<Q', f.read(8))[0])[8:] or b'{}')
+            with safe_open(str(path), 'pt') as f:
+                meta = f.metadata() or {}
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f'{path}: corrupt or truncated safetensors file ({e})') from None
-        meta = header.get('__metadata__', {})
         preset = None
         if meta.get('format') == FORMAT:
             preset = Preset.from_dict(json.loads(meta['preset']))

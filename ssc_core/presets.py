@@ -21,7 +21,7 @@ class ModelConfig:
     volume_scale: int = 2
     downsample_z: int = 2
     backbone: str = 'resnet50'
-    pixel_decoder: PixelDecoderConfig = PixelDecoderConfig()
+    pixel_decoder: PixelDecoderConfig = field(default_factory=PixelDecoderConfig)
 
     def build(self) -> Symphonies:
         return Symphonies(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})

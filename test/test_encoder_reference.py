@@ -1,8 +1,9 @@
 """Image encoder (ResNet-50 + MaskDINO pixel decoder + projections) against the authors'."""
 import torch
 
-from conftest import assert_close, load_npz
 from ssc_core.model import ImageEncoder
+
+from conftest import assert_close, load_npz
 
 
 def test_encoder_small_image(reference_dir, fill):

@@ -1,11 +1,15 @@
 """Unit layers against the authors' implementation (reference fixtures, 1e-4)."""
 import torch
 
-from conftest import assert_close, load_npz, weights
-from ssc_core.model.deform_attn import (DeformableSqueezeAttention, MultiScaleDeformableAttention,
-                                        squeeze_volume)
+from ssc_core.model.deform_attn import (
+    DeformableSqueezeAttention,
+    MultiScaleDeformableAttention,
+    squeeze_volume,
+)
 from ssc_core.model.pos_embed import LearnableSqueezePositionalEncoding
 from ssc_core.model.transformer import DeformableTransformerLayer, TransformerLayer
+
+from conftest import assert_close, load_npz, weights
 
 
 def t(x):

@@ -49,8 +49,9 @@ class ImageEncoder(nn.Module):
     """
 
     def __init__(self, embed_dims: int = 128, backbone: str = 'resnet50',
-                 pixel_decoder: PixelDecoderConfig = PixelDecoderConfig(), num_queries: int = 100):
+                 pixel_decoder: PixelDecoderConfig | None = None, num_queries: int = 100):
         super().__init__()
+        pixel_decoder = pixel_decoder or PixelDecoderConfig()
         net = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4))
         channels = net.feature_info.channels()
         self.model = _MaskDINOTrunk(

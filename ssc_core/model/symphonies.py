@@ -24,13 +24,14 @@ class Symphonies(nn.Module):
                  num_layers: int = 3, num_queries: int = 100,
                  scene_shape: Sequence[int] = (256, 256, 32), voxel_size: float = 0.2,
                  volume_scale: int = 2, downsample_z: int = 2, backbone: str = 'resnet50',
-                 pixel_decoder: PixelDecoderConfig = PixelDecoderConfig()):
+                 pixel_decoder: PixelDecoderConfig | None = None):
         super().__init__()
         self.num_classes = num_classes
         self.image_shape = tuple(image_shape)
         self.scene_shape = tuple(scene_shape)
         self.volume_scale = volume_scale
-        self.encoder = ImageEncoder(embed_dims, backbone, pixel_decoder, num_queries)
+        self.encoder = ImageEncoder(embed_dims, backbone, pixel_decoder or PixelDecoderConfig(),
+                                    num_queries)
         self.decoder = SymphoniesDecoder(embed_dims, num_classes, num_layers, num_levels=3,
                                          scene_shape=scene_shape, project_scale=volume_scale,
                                          image_shape=image_shape, voxel_size=voxel_size,

@@ -1,0 +1,29 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'ssc_ros'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    description='Camera-based 3D semantic scene completion (Symphonies) for ROS 2',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    packages=find_packages(include=['ssc_core', 'ssc_core.*', 'ssc_ros', 'ssc_ros.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
+        (f'share/{PACKAGE}', ['package.xml']),
+        (f'share/{PACKAGE}/launch', glob('launch/*.py')),
+        (f'share/{PACKAGE}/config', glob('config/*')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    entry_points={
+        'console_scripts': [
+            'ssc_demo = ssc_core.tools.demo:main',
+            'ssc_bench = ssc_core.tools.bench:main',
+            'ssc_convert = ssc_core.tools.convert:main',
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""Data: readers of the on-disk formats and built-in samples."""

@@ -1,0 +1,1 @@
+"""Command-line tools (``python -m ssc_core.tools.<name>``)."""

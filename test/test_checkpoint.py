@@ -1,0 +1,108 @@
+"""Checkpoint loading: strict, safe (no code runs from the file), clear errors."""
+import builtins
+import os
+
+import pytest
+import torch
+
+from ssc_core.checkpoint import CheckpointError, load_model, read_state_dict, save_checkpoint
+
+from small_model import SMALL_PRESET
+
+
+@pytest.fixture(scope='module')
+def small_model():
+    torch.manual_seed(0)
+    return SMALL_PRESET.model.build().eval()
+
+
+def test_our_checkpoint_round_trip(small_model, tmp_path):
+    path = save_checkpoint(small_model, SMALL_PRESET, tmp_path / 'small.safetensors')
+    model, preset = load_model(path)
+    assert preset == SMALL_PRESET
+    for (k, a), b in zip(small_model.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert not (tmp_path / 'small.safetensors.tmp').exists()
+
+
+def test_lightning_checkpoint_with_prefix_and_extra_entries(small_model, tmp_path):
+    path = tmp_path / 'run.ckpt'
+    torch.save({'epoch': 3, 'hyper_parameters': {'lr': 2e-4, 'betas': (0.9, 0.999)},
+                'optimizer_states': [{'state': {}, 'param_groups': [{'lr': 2e-4}]}],
+                'state_dict': {'model.' + k: v for k, v in small_model.state_dict().items()}}, path)
+    model, _ = load_model(path, SMALL_PRESET)
+    torch.testing.assert_close(model.state_dict(), small_model.state_dict())
+
+
+def test_missing_unexpected_and_misshaped_keys_are_listed(small_model, tmp_path):
+    state = dict(small_model.state_dict())
+    state.pop('decoder.scene_embed.weight')
+    state['decoder.bogus'] = torch.zeros(1)
+    state['decoder.cls_head.2.bias'] = torch.zeros(99)
+    path = tmp_path / 'bad.pt'
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as err:
+        load_model(path, SMALL_PRESET)
+    msg = str(err.value)
+    assert 'missing keys: decoder.scene_embed.weight' in msg
+    assert 'unexpected keys: decoder.bogus' in msg
+    assert 'decoder.cls_head.2.bias: checkpoint (99,), network (6,)' in msg
+
+
+def test_wrong_preset_is_named(reference_dir, fill, tmp_path):
+    state = fill.fill_state_dict(str(reference_dir / 'MANIFEST_kitti_360.tsv'))
+    path = tmp_path / 'kitti_360.ckpt'
+    torch.save({'state_dict': {'model.' + k: torch.from_numpy(v) for k, v in state.items()}}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_model(path, 'semantic_kitti')
+    msg = str(err.value)
+    assert 'decoder.image_grid: checkpoint is for images (376, 1408)' in msg
+    assert 'decoder.cls_head.2.weight: checkpoint (19, 128, 1, 1, 1), network (20, 128, 1, 1, 1)' in msg
+    _, preset = load_model(path)  # inferred from the shapes
+    assert preset.name == 'kitti_360'
+
+
+def test_our_checkpoint_for_another_preset(small_model, tmp_path):
+    path = save_checkpoint(small_model, SMALL_PRESET, tmp_path / 'small.safetensors')
+    with pytest.raises(CheckpointError, match="made for preset 'small_test', not 'semantic_kitti'"):
+        load_model(path, 'semantic_kitti')
+
+
+@pytest.mark.parametrize('cut', [0.5, 0.999])
+def test_truncated_files(small_model, tmp_path, cut):
+    for name, writer in (('a.safetensors', lambda p: save_checkpoint(small_model, SMALL_PRESET, p)),
+                         ('a.ckpt', lambda p: torch.save({'state_dict': small_model.state_dict()}, p))):
+        path = tmp_path / name
+        writer(path)
+        data = path.read_bytes()
+        path.write_bytes(data[:int(len(data) * cut)])
+        with pytest.raises(CheckpointError, match='truncated|corrupt'):
+            load_model(path, SMALL_PRESET)
+
+
+def test_garbage_and_missing_files(tmp_path):
+    path = tmp_path / 'garbage.ckpt'
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match='garbage.ckpt'):
+        read_state_dict(path)
+    with pytest.raises(CheckpointError, match='no such checkpoint file'):
+        read_state_dict(tmp_path / 'absent.ckpt')
+
+
+class _RunsCode:
+    def __init__(self, fn, arg):
+        self.fn, self.arg = fn, arg
+
+    def __reduce__(self):
+        return self.fn, (self.arg,)
+
+
+@pytest.mark.parametrize('fn', [os.system, builtins.exec])
+def test_code_in_pickle_is_refused_and_not_run(small_model, tmp_path, fn):
+    marker = tmp_path / 'pwned'
+    arg = f'touch {marker}' if fn is os.system else f'open({str(marker)!r}, "w").close()'
+    path = tmp_path / 'evil.ckpt'
+    torch.save({'state_dict': small_model.state_dict(), 'payload': _RunsCode(fn, arg)}, path)
+    with pytest.raises(CheckpointError, match='refusing to load.*could run code'):
+        load_model(path, SMALL_PRESET)
+    assert not marker.exists()

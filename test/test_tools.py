@@ -1,0 +1,60 @@
+"""Command-line tools, run as a user runs them."""
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ssc_core.checkpoint import load_model
+from ssc_core.predictor import Predictor
+from ssc_core.tools.bench import format_table, measure
+
+from small_model import SMALL_PRESET, small_frame
+
+
+def run_tool(name, *args, check=True):
+    return subprocess.run([sys.executable, '-m', f'ssc_core.tools.{name}', *map(str, args)],
+                          capture_output=True, text=True, check=check)
+
+
+def test_convert_authors_checkpoint(reference_dir, fill, tmp_path):
+    state = fill.fill_state_dict(str(reference_dir / 'MANIFEST_kitti_360.tsv'))
+    src = tmp_path / 'kitti_360_e26.ckpt'
+    torch.save({'state_dict': {'model.' + k: torch.from_numpy(v) for k, v in state.items()}}, src)
+    out = run_tool('convert', src, tmp_path / 'k360.safetensors')
+    assert 'preset kitti_360, 59,309,915 parameters' in out.stdout
+    model, preset = load_model(tmp_path / 'k360.safetensors')
+    assert preset.name == 'kitti_360'
+    key = 'decoder.scene_pos.proj.weight'
+    np.testing.assert_array_equal(model.state_dict()[key].numpy(), state[key])
+
+
+def test_convert_reports_bad_input(tmp_path):
+    bad = tmp_path / 'broken.ckpt'
+    bad.write_bytes(b'PK\x03\x04 not really a zip')
+    out = run_tool('convert', bad, tmp_path / 'x.safetensors', check=False)
+    assert out.returncode != 0
+    assert 'broken.ckpt' in out.stderr and 'Traceback' not in out.stderr
+    assert not (tmp_path / 'x.safetensors').exists()
+
+
+def test_demo_writes_labels_and_picture(tmp_path):
+    out = run_tool('demo', '--out', tmp_path, '--runs', 0)
+    labels = np.load(tmp_path / 'labels.npy')
+    assert labels.shape == (256, 256, 32) and labels.dtype == np.uint8
+    picture = Image.open(tmp_path / 'prediction.png')
+    assert picture.width > 512 and picture.height > 512
+    assert 'voxels per class' in out.stdout
+
+
+def test_benchmark_figures_on_small_model():
+    model = SMALL_PRESET.model.build()
+    predictor = Predictor(model, SMALL_PRESET)
+    image, depth, K, pose = small_frame(0)
+    frame = type('Frame', (), dict(image=image, depth=depth, K=K, cam_from_grid=pose))
+    figures = measure(predictor, frame, runs=3, warmup=1)
+    assert figures['runs'] == 3 and 0 < figures['p50_s'] <= figures['p95_s']
+    assert figures['peak_host_mib'] > 100 and figures['peak_gpu_mib'] is None
+    table = format_table('small_test', [('cpu', 'fp32', figures)], {'cpu': 'test cpu'})
+    assert 'p50 s' in table and 'authors\' implementation' in table

@@ -54,3 +54,30 @@ def vox2pix(cam_from_grid: np.ndarray, cam_K: np.ndarray, voxel_origin: Sequence
     fov = ((pix[:, 0] >= 0) & (pix[:, 0] < width) & (pix[:, 1] >= 0) & (pix[:, 1] < height)
            & (z > 0) & finite)
     return VoxelProjection(pix, fov, z)
+
+
+def local_frustums(projected_pix: np.ndarray, pix_z: np.ndarray, target: np.ndarray,
+                   image_size: Sequence[int], num_classes: int, size: int = 4,
+                   ignore_index: int = 255) -> tuple[np.ndarray, np.ndarray]:
+    """Split the image into size×size cells; the voxels seen through each, with their classes.
+
+    Args:
+        projected_pix (N, 2), pix_z (N,): the projection of the target grid's voxels.
+        target: (X, Y, Z) labels, N = X*Y*Z. image_size: (W, H).
+    Returns:
+        masks (size², X, Y, Z) bool, cell-major (row band, then column band), non-ignored voxels
+        in front of the camera; class_dists (size², num_classes) float32 voxel counts.
+    """
+    width, height = image_size
+    u, v = projected_pix[:, 0], projected_pix[:, 1]
+    labelled = (target != ignore_index).reshape(-1) & (pix_z > 0)
+    flat_target = target.reshape(-1).astype(np.int64)
+    masks = np.zeros((size * size, flat_target.size), bool)
+    dists = np.zeros((size * size, num_classes), np.float32)
+    for row in range(size):
+        for col in range(size):
+            f = row * size + col
+            masks[f] = (labelled & (u >= col / size * width) & (u < (col + 1) / size * width)
+                        & (v >= row / size * height) & (v < (row + 1) / size * height))
+            dists[f] = np.bincount(flat_target[masks[f]], minlength=num_classes)[:num_classes]
+    return masks.reshape(size * size, *target.shape), dists

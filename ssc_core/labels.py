@@ -27,3 +27,32 @@ CLASS_COLORS = {
 def class_colors(class_names) -> np.ndarray:
     """(num_classes, 3) uint8 RGB colours for a class table."""
     return np.array([CLASS_COLORS[n] for n in class_names], dtype=np.uint8)
+
+
+# Voxel counts per class over the training split (the authors' values), for the loss weights.
+SEMANTIC_KITTI_CLASS_FREQ = np.array([
+    5.41773033e09, 1.57835390e07, 1.25136000e05, 1.18809000e05, 6.46799000e05, 8.21951000e05,
+    2.62978000e05, 2.83696000e05, 2.04750000e05, 6.16887030e07, 4.50296100e06, 4.48836500e07,
+    2.26992300e06, 5.68402180e07, 1.57196520e07, 1.58442623e08, 2.06162300e06, 3.69705220e07,
+    1.15198800e06, 3.34146000e05])
+KITTI_360_CLASS_FREQ = np.array([
+    2264087502, 20098728, 104972, 96297, 1149426, 4051087, 125103, 105540713, 16292249, 45297267,
+    14454132, 110397082, 6766219, 295883213, 50037503, 1561069, 406330, 30516166, 1950115],
+    dtype=np.float64)
+
+
+def class_weights(frequencies) -> np.ndarray:
+    """Cross-entropy weights 1 / log(frequency + 1e-6), float32 (the authors' rule)."""
+    freq = np.asarray(frequencies, np.float32)
+    return (1.0 / np.log(freq + np.float32(1e-6))).astype(np.float32)
+
+
+# SemanticKITTI raw label id → 20-class training id (semantic-kitti.yaml ``learning_map``).
+SEMANTIC_KITTI_LEARNING_MAP = {
+    0: 0, 1: 0, 10: 1, 11: 2, 13: 5, 15: 3, 16: 5, 18: 4, 20: 5, 30: 6, 31: 7, 32: 8, 40: 9,
+    44: 10, 48: 11, 49: 12, 50: 13, 51: 14, 52: 0, 60: 9, 70: 15, 71: 16, 72: 17, 80: 18, 81: 19,
+    99: 0, 252: 1, 253: 7, 254: 6, 255: 8, 256: 5, 257: 5, 258: 4, 259: 5}
+# Training id → raw label id, for benchmark submissions (``learning_map_inv``).
+SEMANTIC_KITTI_LEARNING_MAP_INV = {
+    0: 0, 1: 10, 2: 11, 3: 15, 4: 18, 5: 20, 6: 30, 7: 31, 8: 32, 9: 40, 10: 44, 11: 48, 12: 49,
+    13: 50, 14: 51, 15: 70, 16: 71, 17: 72, 18: 80, 19: 81}

@@ -1,0 +1,70 @@
+"""The four Symphonies training losses (MonoScene's SSC losses), vectorized over classes.
+
+Shapes: logits (B, C, X, Y, Z); target (B, X, Y, Z) int with 255 = ignore.
+"""
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = 255
+
+
+def _bce_one(x: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy against 1, element-wise (log clamped at -100 like PyTorch)."""
+    return -torch.log(x).clamp(min=-100)
+
+
+def ce_ssc_loss(logits, target, class_weights):
+    """Class-weighted cross-entropy over non-ignored voxels (mean by weight)."""
+    return F.cross_entropy(logits.float(), target.long(), weight=class_weights.float(),
+                           ignore_index=IGNORE_INDEX)
+
+
+def sem_scal_loss(logits, target):
+    """Scene-class affinity: per present class, BCE of its precision, recall and specificity."""
+    probs = F.softmax(logits.float(), dim=1)
+    num_classes = probs.shape[1]
+    mask = target != IGNORE_INDEX
+    p = probs.movedim(1, -1)[mask].t()  # (C, N)
+    onehot = F.one_hot(target[mask].long(), num_classes).t().to(p.dtype)  # (C, N)
+    hits = (p * onehot).sum(1)
+    p_sum, t_sum = p.sum(1), onehot.sum(1)
+    neg_sum = onehot.shape[1] - t_sum
+    spec = ((1 - p) * (1 - onehot)).sum(1) / neg_sum.clamp(min=1)
+    present = t_sum > 0
+    loss = (torch.where(present & (p_sum > 0), _bce_one(hits / p_sum.clamp(min=1e-30)), 0)
+            + torch.where(present, _bce_one(hits / t_sum.clamp(min=1)), 0)
+            + torch.where(present & (neg_sum > 0), _bce_one(spec), 0))
+    return loss.sum() / present.sum()
+
+
+def geo_scal_loss(logits, target):
+    """Geometry affinity: BCE of occupancy precision, recall and specificity."""
+    probs = F.softmax(logits.float(), dim=1)
+    mask = target != IGNORE_INDEX
+    empty = probs[:, 0][mask]
+    occupied = 1 - empty
+    truth = (target[mask] != 0).float()
+    hits = (truth * occupied).sum()
+    precision = hits / occupied.sum()
+    recall = hits / truth.sum()
+    specificity = ((1 - truth) * empty).sum() / (1 - truth).sum()
+    return _bce_one(precision) + _bce_one(recall) + _bce_one(specificity)
+
+
+def frustum_proportion_loss(logits, frustums_masks, frustums_class_dists):
+    """KL divergence between predicted and true class proportions in each local frustum.
+
+    frustums_masks: (B, F, X, Y, Z) 0/1; frustums_class_dists: (B, F, C) class counts.
+    """
+    probs = F.softmax(logits.float(), dim=1)
+    masks = frustums_masks.to(probs.dtype).flatten(2)  # (B, F, N)
+    cum_prob = torch.einsum('bfn,bcn->fc', masks, probs.flatten(2))  # (F, C)
+    counts = frustums_class_dists.to(probs.dtype).sum(0)  # (F, C)
+    total_prob, total_cnt = cum_prob.sum(1, keepdim=True), counts.sum(1, keepdim=True)
+    valid = ((total_prob > 0) & (total_cnt > 0)).squeeze(1)
+    target = counts / total_cnt.clamp(min=1e-30)
+    pred = cum_prob / total_prob.clamp(min=1e-30)
+    nonzero = target > 0
+    kl = torch.where(nonzero, target * (torch.log(target.clamp(min=1e-30)) -
+                                        torch.log(pred.clamp(min=1e-30))), 0).sum(1)
+    return kl[valid].sum() / valid.sum()

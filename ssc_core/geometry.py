@@ -56,28 +56,37 @@ def vox2pix(cam_from_grid: np.ndarray, cam_K: np.ndarray, voxel_origin: Sequence
     return VoxelProjection(pix, fov, z)
 
 
-def local_frustums(projected_pix: np.ndarray, pix_z: np.ndarray, target: np.ndarray,
-                   image_size: Sequence[int], num_classes: int, size: int = 4,
-                   ignore_index: int = 255) -> tuple[np.ndarray, np.ndarray]:
-    """Split the image into size×size cells; the voxels seen through each, with their classes.
+def frustum_cells(projected_pix: np.ndarray, pix_z: np.ndarray, image_size: Sequence[int],
+                  size: int) -> np.ndarray:
+    """Which image cell of a size×size split each voxel is seen through.
 
-    Args:
-        projected_pix (N, 2), pix_z (N,): the projection of the target grid's voxels.
-        target: (X, Y, Z) labels, N = X*Y*Z. image_size: (W, H).
-    Returns:
-        masks (size², X, Y, Z) bool, cell-major (row band, then column band), non-ignored voxels
-        in front of the camera; class_dists (size², num_classes) float32 voxel counts.
+    projected_pix (N, 2), pix_z (N,) → (N,) int16 cell id ``row_band * size + column_band``,
+    -1 for voxels outside the image or behind the camera (the authors' bounds, exactly).
     """
     width, height = image_size
     u, v = projected_pix[:, 0], projected_pix[:, 1]
-    labelled = (target != ignore_index).reshape(-1) & (pix_z > 0)
-    flat_target = target.reshape(-1).astype(np.int64)
-    masks = np.zeros((size * size, flat_target.size), bool)
-    dists = np.zeros((size * size, num_classes), np.float32)
-    for row in range(size):
-        for col in range(size):
-            f = row * size + col
-            masks[f] = (labelled & (u >= col / size * width) & (u < (col + 1) / size * width)
-                        & (v >= row / size * height) & (v < (row + 1) / size * height))
-            dists[f] = np.bincount(flat_target[masks[f]], minlength=num_classes)[:num_classes]
-    return masks.reshape(size * size, *target.shape), dists
+    bands = [(i * 1.0 / size, (i * 1.0 + 1) / size) for i in range(size)]
+    col = np.full(len(u), -1, np.int16)
+    row = np.full(len(v), -1, np.int16)
+    for i, (lo, hi) in enumerate(bands):
+        col[(u >= lo * width) & (u < hi * width)] = i
+        row[(v >= lo * height) & (v < hi * height)] = i
+    return np.where((col >= 0) & (row >= 0) & (pix_z > 0), row * size + col, -1).astype(np.int16)
+
+
+def local_frustums(cells: np.ndarray, target: np.ndarray, num_classes: int, size: int,
+                   ignore_index: int = 255) -> tuple[np.ndarray, np.ndarray]:
+    """Local frustums of a target for the frustum-proportion loss.
+
+    Args:
+        cells: (N,) from :func:`frustum_cells` for the target grid; target (X, Y, Z) labels.
+    Returns:
+        frustum_ids (X, Y, Z) int16, the frustum of each labelled voxel or -1;
+        class_dists (size², num_classes) float32 voxel counts per frustum.
+    """
+    flat = target.reshape(-1).astype(np.int64)
+    ids = np.where(flat != ignore_index, cells, -1).astype(np.int16)
+    seen = ids >= 0
+    dists = np.bincount(ids[seen].astype(np.int64) * num_classes + flat[seen],
+                        minlength=size * size * num_classes)
+    return ids.reshape(target.shape), dists.reshape(size * size, num_classes).astype(np.float32)

@@ -51,20 +51,26 @@ def geo_scal_loss(logits, target):
     return _bce_one(precision) + _bce_one(recall) + _bce_one(specificity)
 
 
-def frustum_proportion_loss(logits, frustums_masks, frustums_class_dists):
+def frustum_proportion_loss(logits, frustum_ids, frustums_class_dists):
     """KL divergence between predicted and true class proportions in each local frustum.
 
-    frustums_masks: (B, F, X, Y, Z) 0/1; frustums_class_dists: (B, F, C) class counts.
+    frustum_ids: (B, X, Y, Z) int, the frustum of each labelled voxel or -1;
+    frustums_class_dists: (B, F, C) true class counts per frustum.
     """
     probs = F.softmax(logits.float(), dim=1)
-    masks = frustums_masks.to(probs.dtype).flatten(2)  # (B, F, N)
-    cum_prob = torch.einsum('bfn,bcn->fc', masks, probs.flatten(2))  # (F, C)
+    bs, num_classes = probs.shape[:2]
+    num_frustums = frustums_class_dists.shape[1]
+    ids = frustum_ids.reshape(bs, 1, -1).long()
+    seen = (ids >= 0).to(probs.dtype)
+    cum_prob = probs.new_zeros(bs, num_classes, num_frustums + 1)
+    cum_prob.scatter_add_(2, (ids + 1).clamp(min=0).expand(-1, num_classes, -1),
+                          probs.flatten(2) * seen)
+    cum_prob = cum_prob[..., 1:].sum(0).t()  # (F, C)
     counts = frustums_class_dists.to(probs.dtype).sum(0)  # (F, C)
     total_prob, total_cnt = cum_prob.sum(1, keepdim=True), counts.sum(1, keepdim=True)
     valid = ((total_prob > 0) & (total_cnt > 0)).squeeze(1)
     target = counts / total_cnt.clamp(min=1e-30)
     pred = cum_prob / total_prob.clamp(min=1e-30)
-    nonzero = target > 0
-    kl = torch.where(nonzero, target * (torch.log(target.clamp(min=1e-30)) -
-                                        torch.log(pred.clamp(min=1e-30))), 0).sum(1)
+    kl = torch.where(target > 0, target * (torch.log(target.clamp(min=1e-30)) -
+                                           torch.log(pred.clamp(min=1e-30))), 0).sum(1)
     return kl[valid].sum() / valid.sum()

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssc_core.geometry import local_frustums
+from ssc_core.geometry import frustum_cells, local_frustums
 from ssc_core.labels import SEMANTIC_KITTI_CLASS_FREQ, class_weights
 from ssc_core.losses import ce_ssc_loss, frustum_proportion_loss, geo_scal_loss, sem_scal_loss
 from ssc_core.metrics import SSCMetrics, confusion_matrix
@@ -14,6 +14,13 @@ from conftest import load_npz
 @pytest.fixture(scope='module')
 def ref(reference_dir):
     return load_npz(reference_dir / 'metrics_losses.npz')
+
+
+def masks_to_ids(masks: np.ndarray) -> torch.Tensor:
+    """(B, F, ...) disjoint bool masks → (B, ...) frustum id or -1."""
+    assert masks.sum(1).max() <= 1
+    ids = np.where(masks.any(1), masks.argmax(1), -1)
+    return torch.from_numpy(ids)
 
 
 def test_class_weights(ref):
@@ -28,7 +35,7 @@ def test_losses(ref):
         'ce_ssc': ce_ssc_loss(logits, target, weights),
         'sem_scal': sem_scal_loss(logits, target),
         'geo_scal': geo_scal_loss(logits, target),
-        'frustum': frustum_proportion_loss(logits, torch.from_numpy(ref['loss_frustums_masks']),
+        'frustum': frustum_proportion_loss(logits, masks_to_ids(ref['loss_frustums_masks']),
                                            torch.from_numpy(ref['loss_frustums_class_dists'])),
     }
     for name, value in values.items():
@@ -67,10 +74,10 @@ def test_metric_rejects_labels_outside_the_map():
 
 def test_local_frustums(reference_dir):
     g = load_npz(reference_dir / 'geometry.npz')
-    masks, dists = local_frustums(g['projected_pix_1'], g['pix_z_1'], g['frustum_target'], (1220, 370),
-                                  num_classes=20, size=8)
+    cells = frustum_cells(g['projected_pix_1'], g['pix_z_1'], (1220, 370), size=8)
+    ids, dists = local_frustums(cells, g['frustum_target'], num_classes=20, size=8)
     shape = tuple(g['frustums_masks_shape'])
-    expected = np.unpackbits(g['frustums_masks_packed'], axis=1)[:, :int(np.prod(shape[1:]))].reshape(shape)
-    np.testing.assert_array_equal(masks, expected.astype(bool))
+    expected = np.unpackbits(g['frustums_masks_packed'], axis=1)[:, :int(np.prod(shape[1:]))]
+    np.testing.assert_array_equal(ids[None] == np.arange(64)[:, None, None, None],
+                                  expected.reshape(shape).astype(bool))
     np.testing.assert_array_equal(dists, g['frustums_class_dists'])
-    np.testing.assert_array_equal(masks.reshape(64, -1).sum(1), g['frustums_mask_counts'])

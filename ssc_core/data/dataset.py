@@ -1,0 +1,134 @@
+"""A dataset of camera frames with semantic voxel targets, in the form the network trains on.
+
+Readers of the on-disk formats (``semantic_kitti.py``, ``kitti_360.py``) only list
+:class:`FrameRecord` s; this class loads, crops, normalizes and computes the geometry.
+"""
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..geometry import frustum_cells, local_frustums, vox2pix
+from ..predictor import normalize_image
+from ..presets import Preset
+from .labels import downsample_majority, read_target
+
+SOURCE_VOXEL_SIZE = 0.2   # prepared targets are 0.2 m (FRAME_1_1.npy) and 1.6 m (FRAME_1_8.npy)
+SOURCE_GRID = (256, 256, 32)
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """One frame on disk. ``target`` is the prepared ``FRAME_1_1.npy`` (None for test splits)."""
+    sequence: str
+    frame_id: str
+    image: Path
+    depth: Path
+    target: Path | None
+    K: np.ndarray
+    cam_from_grid: np.ndarray
+
+
+class SSCDataset(torch.utils.data.Dataset):
+    """Frames → network inputs and training targets at the preset's output grid.
+
+    Sample keys: img (3, H, W), depth (H, W), cam_K (3, 3), cam_pose (4, 4), voxel_origin (3,),
+    projected_pix (Np, 2) int64, fov_mask (Np,) bool, and with targets: target (X, Y, Z) int64
+    (255 = ignore), frustum_ids (X, Y, Z) int16, frustums_class_dists (F, C); plus sequence and
+    frame_id strings.
+
+    Args:
+        frames: from a reader. preset: network and geometry. frustum_size: frustums per image side.
+        flip: the authors' training augmentation (random horizontal flip of image, depth and target
+            with probability 0.5; the geometry is kept).
+    """
+
+    def __init__(self, frames: list[FrameRecord], preset: Preset, frustum_size: int = 8,
+                 flip: bool = False):
+        if not frames:
+            raise ValueError('the dataset has no frames')
+        self.frames = frames
+        self.preset = preset
+        self.frustum_size = frustum_size
+        self.flip = flip
+        factor = preset.model.voxel_size / SOURCE_VOXEL_SIZE
+        if abs(factor - round(factor)) > 1e-6 or round(factor) not in (1, 2, 4, 8):
+            raise ValueError(f'preset {preset.name}: voxel size {preset.model.voxel_size} m must be '
+                             f'{SOURCE_VOXEL_SIZE} m times 1, 2, 4 or 8')
+        self.target_factor = round(factor)
+        self._geometry = {}
+
+    def __len__(self):
+        return len(self.frames)
+
+    def geometry(self, K, pose):
+        key = K.tobytes() + pose.tobytes()
+        if key not in self._geometry:
+            cfg = self.preset.model
+            height, width = cfg.image_shape
+            args = (pose, K, self.preset.voxel_origin)
+            network = vox2pix(*args, cfg.voxel_size * cfg.volume_scale, (width, height),
+                              self.preset.scene_size)
+            output = vox2pix(*args, cfg.voxel_size, (width, height), self.preset.scene_size)
+            cells = frustum_cells(output.projected_pix, output.pix_z, (width, height), self.frustum_size)
+            self._geometry[key] = (network, cells)
+        return self._geometry[key]
+
+    def load_target(self, path: Path) -> np.ndarray:
+        num_classes = self.preset.model.num_classes
+        if self.target_factor == 8:
+            coarse = path.with_name(path.name.replace('_1_1.npy', '_1_8.npy'))
+            if coarse.is_file():
+                return read_target(coarse, [s // 8 for s in SOURCE_GRID], num_classes)
+        target = read_target(path, SOURCE_GRID, num_classes)
+        return downsample_majority(target, self.target_factor)
+
+    def __getitem__(self, index):
+        frame = self.frames[index]
+        height, width = self.preset.image_shape
+        flip = self.flip and random.random() > 0.5
+        try:
+            image = np.asarray(Image.open(frame.image).convert('RGB'))
+        except OSError as e:
+            raise ValueError(f'{frame.image}: cannot read image ({e})') from None
+        depth = np.load(frame.depth)
+        if depth.shape != image.shape[:2]:
+            raise ValueError(f'{frame.depth}: depth {depth.shape} differs from image '
+                             f'{image.shape[:2]} ({frame.image})')
+        if image.shape[0] < height or image.shape[1] < width:
+            raise ValueError(f'{frame.image}: image {image.shape[1]}x{image.shape[0]} is smaller than '
+                             f'the preset {self.preset.name} input {width}x{height}')
+        if flip:
+            image, depth = image[:, ::-1], depth[:, ::-1]
+        image = normalize_image(image[:height, :width])
+        depth = np.ascontiguousarray(depth[:height, :width], np.float32)
+        network, cells = self.geometry(frame.K, frame.cam_from_grid)
+        sample = {
+            'img': torch.from_numpy(np.ascontiguousarray(image)),
+            'depth': torch.from_numpy(depth),
+            'cam_K': torch.from_numpy(frame.K.astype(np.float32)),
+            'cam_pose': torch.from_numpy(frame.cam_from_grid.astype(np.float32)),
+            'voxel_origin': torch.tensor(self.preset.voxel_origin, dtype=torch.float32),
+            'projected_pix': torch.from_numpy(network.projected_pix),
+            'fov_mask': torch.from_numpy(network.fov_mask),
+            'sequence': frame.sequence,
+            'frame_id': frame.frame_id,
+        }
+        if frame.target is not None:
+            target = self.load_target(frame.target)
+            if target.shape != self.preset.model.scene_shape:
+                raise ValueError(f'{frame.target}: target grid {target.shape} does not match preset '
+                                 f'{self.preset.name} output {self.preset.model.scene_shape}')
+            if flip:
+                target = np.ascontiguousarray(target[:, ::-1])
+            ids, dists = local_frustums(cells, target, self.preset.model.num_classes, self.frustum_size)
+            sample['target'] = torch.from_numpy(target.astype(np.int64))
+            sample['frustum_ids'] = torch.from_numpy(ids)
+            sample['frustums_class_dists'] = torch.from_numpy(dists)
+        return sample
+
+
+NETWORK_INPUTS = ('img', 'depth', 'cam_K', 'cam_pose', 'voxel_origin', 'projected_pix', 'fov_mask')

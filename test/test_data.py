@@ -1,0 +1,138 @@
+"""Data: synthetic scenes in the SemanticKITTI layout, label preparation, readers, errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ssc_core.data.dataset import SSCDataset
+from ssc_core.data.labels import LabelError, downsample_majority, read_raw_voxels, read_target
+from ssc_core.data.semantic_kitti import read_calib, semantic_kitti_frames
+from ssc_core.data.synthetic import write_voxels
+from ssc_core.geometry import grid_shape
+from ssc_core.presets import SEMANTIC_KITTI
+
+
+def run_tool(name, *args, check=True):
+    return subprocess.run([sys.executable, '-m', f'ssc_core.tools.{name}', *map(str, args)],
+                          capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope='module')
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp('synthetic')
+    run_tool('make_synthetic', root, '--sequences', '00', '08', '--frames', 6, '--label-every', 5)
+    run_tool('prepare_labels', '--data-root', root, '--label-root', root / 'labels')
+    return root
+
+
+def test_layout_is_semantic_kitti(synthetic):
+    seq = synthetic / 'dataset' / 'sequences' / '08'
+    assert sorted(p.name for p in (seq / 'voxels').iterdir()) == [
+        f'{f}.{ext}' for f in ('000000', '000005') for ext in ('bin', 'invalid', 'label')]
+    assert len(list((seq / 'image_2').glob('*.png'))) == 6
+    assert len((seq / 'poses.txt').read_text().splitlines()) == 6
+    K, tr = read_calib(seq / 'calib.txt')
+    assert K[0, 0] > 0 and K[2, 2] == 1
+    np.testing.assert_allclose(tr, SEMANTIC_KITTI.cam_from_grid, atol=1e-12)
+    assert (synthetic / 'labels' / '08' / '000005_1_8.npy').is_file()
+
+
+def test_rendered_depth_lands_in_occupied_voxels(synthetic):
+    """Image, depth and voxel labels describe the same scene: pixels lifted with their depth
+    fall into labelled voxels of the class the image shows."""
+    frame = semantic_kitti_frames(synthetic, 'val', synthetic / 'depth', synthetic / 'labels')[1]
+    target = np.load(frame.target)
+    depth = np.load(frame.depth)
+    v, u = np.nonzero(depth < 40)
+    d = depth[v, u].astype(np.float64)
+    cam = np.linalg.inv(frame.K) @ np.stack([u * d, v * d, d])
+    velo = (np.linalg.inv(frame.cam_from_grid) @ np.vstack([cam, np.ones(len(d))]))[:3]
+    # step 5 cm into the surface along the ray so the point is inside its voxel
+    ray = velo - np.linalg.inv(frame.cam_from_grid)[:3, 3:4]
+    velo += 0.05 * ray / np.linalg.norm(ray, axis=0)
+    idx = np.floor((velo.T - np.array(SEMANTIC_KITTI.voxel_origin)) / 0.2).astype(int)
+    inside = np.all((idx >= 0) & (idx < np.array(grid_shape((51.2, 51.2, 6.4), 0.2))), axis=1)
+    labels = target[tuple(idx[inside].T)]
+    assert inside.sum() > 50000
+    hit = np.isin(labels, np.arange(1, 20))
+    print(f"lifted pixels in labelled voxels: {hit.mean():.4f}")
+    assert hit.mean() > 0.97, hit.mean()
+
+
+def test_dataset_sample(synthetic):
+    frames = semantic_kitti_frames(synthetic, 'val', synthetic / 'depth', synthetic / 'labels')
+    sample = SSCDataset(frames, SEMANTIC_KITTI)[0]
+    assert sample['img'].shape == (3, 370, 1220) and sample['depth'].shape == (370, 1220)
+    assert sample['projected_pix'].shape == (128 * 128 * 16, 2)
+    assert sample['target'].shape == (256, 256, 32)
+    assert sample['frustums_class_dists'].shape == (64, 20)
+    labelled = (sample['frustum_ids'] >= 0).sum()
+    assert labelled == sample['frustums_class_dists'].sum() > 0
+
+
+def downsample_reference(label, ds):
+    """MonoScene's _downsample_label, voxel by voxel."""
+    out = np.zeros(tuple(s // ds for s in label.shape), np.uint8)
+    for x, y, z in np.ndindex(out.shape):
+        b = label[x * ds:(x + 1) * ds, y * ds:(y + 1) * ds, z * ds:(z + 1) * ds].ravel()
+        zeros, invalid = (b == 0).sum(), (b == 255).sum()
+        if zeros + invalid > 0.95 * ds ** 3:
+            out[x, y, z] = 0 if zeros > invalid else 255
+        else:
+            out[x, y, z] = np.argmax(np.bincount(b[(b > 0) & (b < 255)]))
+    return out
+
+
+def test_majority_downsampling_matches_monoscene():
+    rng = np.random.default_rng(0)
+    label = rng.choice([0, 0, 0, 255, 3, 7, 12], size=(32, 32, 16)).astype(np.uint8)
+    label[:8, :8] = 0
+    label[8:16, :8, :8] = 255
+    for factor in (2, 8):
+        np.testing.assert_array_equal(downsample_majority(label, factor), downsample_reference(label, factor))
+
+
+def test_label_errors(tmp_path):
+    labels = np.zeros((256, 256, 32), np.uint8)
+    write_voxels(tmp_path / 'ok', labels, np.zeros_like(labels, bool))
+    assert read_raw_voxels(tmp_path / 'ok').shape == (256, 256, 32)
+    raw = np.zeros(256 * 256 * 32, np.uint16)
+    raw[5] = 1234
+    raw.tofile(tmp_path / 'bad.label')
+    (tmp_path / 'ok.invalid').rename(tmp_path / 'bad.invalid')
+    with pytest.raises(LabelError, match=r'bad.label: raw label ids \[1234\] are not in the learning map'):
+        read_raw_voxels(tmp_path / 'bad')
+    raw[:100].tofile(tmp_path / 'bad.label')
+    with pytest.raises(LabelError, match='100 voxels, expected 2097152'):
+        read_raw_voxels(tmp_path / 'bad')
+    with pytest.raises(LabelError, match='ok.invalid: missing'):
+        read_raw_voxels(tmp_path / 'ok')
+    np.save(tmp_path / 't.npy', np.full((4, 4, 2), 21, np.uint8))
+    with pytest.raises(LabelError, match=r'values \[21\] outside 0..19 and 255'):
+        read_target(tmp_path / 't.npy', (4, 4, 2), 20)
+
+
+def test_reader_errors_name_the_path(synthetic, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r'sequences/03: sequence 03 not found[\s\S]*image_2'):
+        semantic_kitti_frames(synthetic, None, synthetic / 'depth', sequences=['03'])
+    with pytest.raises(FileNotFoundError, match=r'elsewhere/sequences/08/000000.npy: missing'):
+        semantic_kitti_frames(synthetic, 'val', tmp_path / 'elsewhere', synthetic / 'labels')
+    with pytest.raises(ValueError, match="unknown split 'validation'"):
+        semantic_kitti_frames(synthetic, 'validation', synthetic / 'depth')
+    with pytest.raises(ValueError, match='has no frames'):
+        SSCDataset([], SEMANTIC_KITTI)
+
+
+def test_prepare_labels_keeps_existing_outputs_and_reports_bad_files(synthetic, tmp_path):
+    out = run_tool('prepare_labels', '--data-root', synthetic, '--label-root', synthetic / 'labels')
+    assert '0 frames written, 4 kept' in out.stdout
+    bad_root = tmp_path / 'bad'
+    seq = bad_root / 'dataset' / 'sequences' / '00' / 'voxels'
+    seq.mkdir(parents=True)
+    np.full(256 * 256 * 32, 999, np.uint16).tofile(seq / '000000.label')
+    np.zeros(256 * 256 * 4, np.uint8).tofile(seq / '000000.invalid')
+    out = run_tool('prepare_labels', '--data-root', bad_root, '--label-root', tmp_path / 'labels',
+                   check=False)
+    assert out.returncode != 0 and '[999] are not in the learning map' in out.stderr
+    assert 'Traceback' not in out.stderr and not (tmp_path / 'labels' / '00' / '000000_1_1.npy').exists()

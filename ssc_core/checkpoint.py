@@ -8,6 +8,7 @@ Two formats are read:
   placeholders — nothing from the file is imported or called;
 * ours (``.safetensors`` whose metadata holds the preset that rebuilds the network).
 """
+import collections
 import json
 import os
 import pickle
@@ -57,6 +58,15 @@ class _Inert:
         self.__dict__.setdefault('_list', []).extend(values)
 
 
+def _reconstruct(cls, base, state):
+    """``copyreg._reconstructor`` for placeholder classes and plain containers only."""
+    if isinstance(cls, type) and issubclass(cls, _Inert):
+        return cls(state)
+    if cls in _BUILTINS.values() and base in _BUILTINS.values():
+        return base.__new__(cls) if state is None else base.__new__(cls, state)
+    raise pickle.UnpicklingError(f'refusing to reconstruct {cls!r}')
+
+
 def _inert_class(module: str, name: str) -> type:
     return type(name, (_Inert,), {'__module__': f'inert.{module}'})
 
@@ -93,9 +103,10 @@ class _SafeUnpickler(pickle.Unpickler):
         self.archive, self.prefix, self.path = archive, prefix, path
 
     def find_class(self, module, name):
-        if module == 'collections' and name == 'OrderedDict':
-            import collections
-            return collections.OrderedDict
+        if module == 'collections' and name in ('OrderedDict', 'Counter', 'defaultdict', 'deque'):
+            return getattr(collections, name)
+        if module == 'copyreg' and name == '_reconstructor':
+            return _reconstruct
         if module in ('builtins', '__builtin__') and name in _BUILTINS:
             return _BUILTINS[name]
         if module == 'torch._utils' and name == '_rebuild_tensor_v2':
@@ -193,12 +204,16 @@ def read_state_dict(path) -> tuple[dict[str, torch.Tensor], Preset | None]:
             preset = Preset.from_dict(json.loads(meta['preset']))
         return state, preset
     obj = _read_torch_zip(path)
+    preset = None
     if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
+        hparams = obj.get('hyper_parameters')
+        if isinstance(hparams, dict) and hparams.get('preset') in PRESETS:  # our training runs
+            preset = PRESETS[hparams['preset']]
         obj = obj['state_dict']
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f'{path}: holds no state dict (expected a mapping of names to '
                               'tensors, or a Lightning checkpoint with "state_dict")')
-    return dict(obj), None
+    return dict(obj), preset
 
 
 def _strip_prefix(state: dict, prefix: str = 'model.') -> dict:
@@ -210,12 +225,15 @@ def _strip_prefix(state: dict, prefix: str = 'model.') -> dict:
 def infer_preset(state: dict) -> Preset | None:
     """The built-in preset whose shapes an authors'-layout state dict has, if any."""
     state = _strip_prefix(state)
+    grid = state.get('decoder.image_grid')
+    head = state.get('decoder.cls_head.2.weight')
+    scene = state.get('decoder.scene_embed.weight')
     for preset in PRESETS.values():
-        height, width = preset.image_shape
-        grid = state.get('decoder.image_grid')
-        head = state.get('decoder.cls_head.2.weight')
-        if head is not None and head.shape[0] == preset.model.num_classes and (
-                grid is None or tuple(grid.shape[-2:]) == (height, width)):
+        cfg = preset.model
+        x, y, z = (s // cfg.volume_scale for s in cfg.scene_shape)
+        if (head is not None and head.shape[0] == cfg.num_classes
+                and (grid is None or tuple(grid.shape[-2:]) == cfg.image_shape)
+                and (scene is None or tuple(scene.shape) == (x * y * z // cfg.downsample_z, cfg.embed_dims))):
             return preset
     return None
 
@@ -281,11 +299,15 @@ def load_model(path, preset: Preset | str | None = None, device='cpu') -> tuple[
     return model.eval().to(device), chosen
 
 
-def save_checkpoint(model: Symphonies, preset: Preset, path) -> Path:
-    """Write weights and preset to ``path`` (safetensors), atomically."""
+def save_checkpoint(model: Symphonies, preset: Preset, path, half: bool = False) -> Path:
+    """Write weights and preset to ``path`` (safetensors), atomically.
+
+    ``half`` stores floating-point weights as float16 (half the size); loading casts them back.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+               for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + '.tmp')
     save_file(tensors, str(tmp), metadata={'format': FORMAT, 'preset': json.dumps(preset.to_dict())})
     os.replace(tmp, path)

@@ -9,8 +9,8 @@ IGNORE_INDEX = 255
 
 
 def _bce_one(x: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy against 1, element-wise (log clamped at -100 like PyTorch)."""
-    return -torch.log(x).clamp(min=-100)
+    """Summed binary cross-entropy of probabilities ``x`` against 1."""
+    return F.binary_cross_entropy(x, torch.ones_like(x), reduction='sum')
 
 
 def ce_ssc_loss(logits, target, class_weights):
@@ -31,10 +31,10 @@ def sem_scal_loss(logits, target):
     neg_sum = onehot.shape[1] - t_sum
     spec = ((1 - p) * (1 - onehot)).sum(1) / neg_sum.clamp(min=1)
     present = t_sum > 0
-    loss = (torch.where(present & (p_sum > 0), _bce_one(hits / p_sum.clamp(min=1e-30)), 0)
-            + torch.where(present, _bce_one(hits / t_sum.clamp(min=1)), 0)
-            + torch.where(present & (neg_sum > 0), _bce_one(spec), 0))
-    return loss.sum() / present.sum()
+    loss = (_bce_one(hits[present & (p_sum > 0)] / p_sum[present & (p_sum > 0)])
+            + _bce_one(hits[present] / t_sum[present])
+            + _bce_one(spec[present & (neg_sum > 0)]))
+    return loss / present.sum()
 
 
 def geo_scal_loss(logits, target):

@@ -96,7 +96,20 @@ KITTI_360 = Preset(
     cam_from_grid=_rows(np.linalg.inv(_KITTI_360_CAM_TO_VELO)),
     description='SSCBench-KITTI-360, image 376x1408, 19 classes (the authors\' kitti_360.yaml)')
 
-PRESETS = {p.name: p for p in (SEMANTIC_KITTI, KITTI_360)}
+# KITTI's camera at 320x96 (scaled from the 1241x376 odometry images).
+_SMALL_K = _rows(np.diag([320 / 1241, 96 / 376, 1.0]) @ np.array(_KITTI_K))
+
+SMALL = Preset(
+    name='small',
+    model=ModelConfig(num_classes=20, image_shape=(96, 320), embed_dims=32, num_queries=20,
+                      scene_shape=(128, 128, 16), voxel_size=0.4, backbone='resnet10t',
+                      pixel_decoder=PixelDecoderConfig(conv_dim=64, num_heads=4, num_layers=1,
+                                                       feedforward_channels=128, num_groups=8)),
+    class_names=SEMANTIC_KITTI_CLASSES, cam_K=_SMALL_K, cam_from_grid=_KITTI_TR,
+    description='reduced Symphonies (ResNet-10t, width 32, 0.4 m voxels, 320x96 images) for CPU '
+                'training and the built-in model')
+
+PRESETS = {p.name: p for p in (SEMANTIC_KITTI, KITTI_360, SMALL)}
 
 
 def get_preset(name: str) -> Preset:

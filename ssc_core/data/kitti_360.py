@@ -22,7 +22,7 @@ SPLITS = {
     'val': ('2013_05_28_drive_0006_sync',),
     'test': ('2013_05_28_drive_0009_sync',),
 }
-LAYOUT = __doc__
+LAYOUT = '\nexpected layout:' + __doc__.split('::', 1)[1].rstrip()
 
 
 def kitti_360_frames(data_root, split: str, depth_root, label_root=None, sequences=None) -> list[FrameRecord]:

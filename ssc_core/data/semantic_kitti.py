@@ -15,7 +15,7 @@ SPLITS = {
     'val': ('08',),
     'test': ('11', '12', '13', '14', '15', '16', '17', '18', '19', '20', '21'),
 }
-LAYOUT = __doc__
+LAYOUT = '\nexpected layout:' + __doc__.split('::', 1)[1].rstrip()
 
 
 def read_calib(path) -> tuple[np.ndarray, np.ndarray]:

@@ -59,6 +59,11 @@ def make_scene(length: float, seed: int) -> list[Box]:
                          float(rng.uniform(0.8, 1.2))))
 
     ground = GROUND_Z
+    for side in (-1, 1):   # kerbs and verges as boxes, so their side faces render
+        y0, y1 = sorted((side * ROAD_HALF_WIDTH, side * SIDEWALK_OUTER))
+        add((-20, y0, ground), (length + 80, y1, ground + SIDEWALK_HEIGHT), 'sidewalk')
+        y0, y1 = sorted((side * SIDEWALK_OUTER, side * 60.0))
+        add((-20, y0, ground), (length + 80, y1, ground + TERRAIN_HEIGHT), 'terrain')
     for side in (-1, 1):
         x = -10.0
         while x < length + 60:           # buildings and trees behind the sidewalk
@@ -144,18 +149,11 @@ def render(boxes: list[Box], offset: np.ndarray, K: np.ndarray, cam_from_velo: n
     normal = np.zeros(n, np.int64)
     tint = np.ones(n)
     with np.errstate(divide='ignore', invalid='ignore'):
-        for height_z, region in ((GROUND_Z, 0), (GROUND_Z + SIDEWALK_HEIGHT, 1),
-                                 (GROUND_Z + TERRAIN_HEIGHT, 2)):
-            t = (height_z - origin[2]) / dirs[:, 2]
-            y = origin[1] + t * dirs[:, 1]
-            ay = np.abs(y)
-            in_region = [ay < ROAD_HALF_WIDTH, (ay >= ROAD_HALF_WIDTH) & (ay < SIDEWALK_OUTER),
-                         ay >= SIDEWALK_OUTER][region]
-            hit = (t > 0) & in_region & (t < best_t)
-            best_t[hit] = t[hit]
-            label[hit] = ground_label(y[hit])
-            normal[hit] = 2
-            tint[hit] = 1.0
+        t = (GROUND_Z - origin[2]) / dirs[:, 2]        # the road plane (under everything else)
+        hit = t > 0
+        best_t[hit] = t[hit]
+        label[hit] = ground_label(origin[1] + t[hit] * dirs[hit, 1])
+        normal[hit] = 2
         inv = 1.0 / dirs
         for box in boxes:
             lo, hi = np.array(box.lo), np.array(box.hi)

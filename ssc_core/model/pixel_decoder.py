@@ -129,6 +129,10 @@ class MaskDINOPixelDecoder(nn.Module):
         self.mask_features = nn.Conv2d(conv_dim, mask_dim, 1)
         self.adapter_1 = ConvNormAct(in_channels[0], conv_dim, 1, num_groups, relu=False)
         self.layer_1 = ConvNormAct(conv_dim, conv_dim, 3, num_groups, relu=True)
+        # MaskDINO's mask branch is loaded with the checkpoint but feeds nothing Symphonies uses,
+        # so it gets no gradient; frozen, it leaves DDP's unused-parameter search off.
+        for module in (self.mask_features, self.adapter_1, self.layer_1):
+            module.requires_grad_(False)
 
     def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """res2..res5 (B, Ci, H/s, W/s) → encoder outputs at strides 8, 16, 32, 64 (B, conv_dim, h, w).

@@ -1,4 +1,4 @@
-"""Convert a checkpoint (the authors' Lightning .ckpt or a bare state dict) to ours.
+"""Convert a checkpoint (the authors' Lightning .ckpt, a training run's or a bare state dict) to ours.
 
 Ours is one .safetensors file holding the weights and the preset that rebuilds the network,
 so later tools need only its path:
@@ -19,6 +19,7 @@ def main(argv=None):
     parser.add_argument('output', help='.safetensors file to write')
     parser.add_argument('--preset', choices=sorted(PRESETS),
                         help='dataset preset (default: inferred from the weights)')
+    parser.add_argument('--half', action='store_true', help='store weights as float16')
     args = parser.parse_args(argv)
     if not args.output.endswith('.safetensors'):
         parser.error(f'output: expected a .safetensors path, got {args.output!r}')
@@ -26,7 +27,7 @@ def main(argv=None):
         model, preset = load_model(args.source, args.preset)
     except CheckpointError as e:
         sys.exit(f'ssc_convert: {e}')
-    path = save_checkpoint(model, preset, args.output)
+    path = save_checkpoint(model, preset, args.output, half=args.half)
     params = sum(p.numel() for p in model.parameters())
     print(f'wrote {path} (preset {preset.name}, {params:,} parameters)')
 

@@ -1,0 +1,41 @@
+"""Command-line arguments shared by the tools that read a dataset and a checkpoint."""
+import argparse
+import sys
+from pathlib import Path
+
+from ..checkpoint import CheckpointError
+from ..data.readers import READERS
+from ..predictor import Predictor
+from ..presets import PRESETS
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, split_default: str, labels: bool) -> None:
+    parser.add_argument('--checkpoint', required=True,
+                        help='weights (ours, a training run\'s or the authors\')')
+    parser.add_argument('--preset', choices=sorted(PRESETS), help='default: from the checkpoint')
+    parser.add_argument('--dataset', default='semantic_kitti', choices=sorted(READERS))
+    parser.add_argument('--data-root', required=True)
+    parser.add_argument('--depth-root', required=True)
+    if labels:
+        parser.add_argument('--label-root', required=True)
+    parser.add_argument('--split', default=split_default)
+    parser.add_argument('--sequences', nargs='*', help='instead of the split\'s sequences')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--batch-size', type=int, default=1)
+    parser.add_argument('--num-workers', type=int, default=2)
+
+
+def load_frames(args, with_labels: bool):
+    reader = READERS[args.dataset]
+    try:
+        return reader(args.data_root, args.split, args.depth_root,
+                      args.label_root if with_labels else None, sequences=args.sequences)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f'{Path(sys.argv[0]).stem}: {e}')
+
+
+def load_predictor(args) -> Predictor:
+    try:
+        return Predictor.from_checkpoint(args.checkpoint, args.preset, args.device)
+    except CheckpointError as e:
+        sys.exit(f'{Path(sys.argv[0]).stem}: {e}')

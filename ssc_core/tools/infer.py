@@ -1,0 +1,34 @@
+"""Predict every frame of a split (or of given sequences) and save the labels per frame.
+
+    python -m ssc_core.tools.infer --checkpoint symphonies.safetensors --data-root /data/kitti \\
+        --depth-root /data/depth --sequences 08 --output outputs/infer
+
+Writes <output>/XX/FRAME.npy: uint8 class ids of the preset's grid (X, Y, Z).
+"""
+import argparse
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..evaluation import predict_frames, write_atomic
+from .common import add_dataset_arguments, load_frames, load_predictor
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataset_arguments(parser, 'val', labels=False)
+    parser.add_argument('--output', required=True)
+    args = parser.parse_args(argv)
+    frames = load_frames(args, with_labels=False)
+    predictor = load_predictor(args)
+    for frame, labels in predict_frames(predictor, frames, args.batch_size, args.num_workers):
+        buffer = io.BytesIO()
+        np.save(buffer, labels)
+        write_atomic(Path(args.output) / frame.sequence / f'{frame.frame_id}.npy', buffer.getvalue())
+    print(f'wrote {len(frames)} predictions under {args.output}')
+
+
+if __name__ == '__main__':
+    main()

@@ -17,6 +17,7 @@ setup(
         (f'share/{PACKAGE}/launch', glob('launch/*.py')),
         (f'share/{PACKAGE}/config', glob('config/*')),
     ],
+    package_data={'ssc_core': ['configs/*.yaml', 'configs/*/*.yaml', 'weights/*.safetensors']},
     install_requires=['setuptools'],
     zip_safe=True,
     entry_points={
@@ -24,6 +25,13 @@ setup(
             'ssc_demo = ssc_core.tools.demo:main',
             'ssc_bench = ssc_core.tools.bench:main',
             'ssc_convert = ssc_core.tools.convert:main',
+            'ssc_train = ssc_core.tools.train:main',
+            'ssc_evaluate = ssc_core.tools.evaluate:main',
+            'ssc_test = ssc_core.tools.test:main',
+            'ssc_infer = ssc_core.tools.infer:main',
+            'ssc_render = ssc_core.tools.render:main',
+            'ssc_prepare_labels = ssc_core.tools.prepare_labels:main',
+            'ssc_make_synthetic = ssc_core.tools.make_synthetic:main',
         ],
     },
 )

@@ -106,3 +106,24 @@ def test_code_in_pickle_is_refused_and_not_run(small_model, tmp_path, fn):
     with pytest.raises(CheckpointError, match='refusing to load.*could run code'):
         load_model(path, SMALL_PRESET)
     assert not marker.exists()
+
+
+def test_training_initialization_from_weights_and_backbone(tmp_path):
+    import timm
+
+    from ssc_core.presets import SMALL
+    from ssc_core.training import SSCModule
+
+    torch.manual_seed(1)
+    trained = SMALL.model.build()
+    module = SSCModule(preset='small')
+    module.load_weights(save_checkpoint(trained, SMALL, tmp_path / 'init.safetensors'))
+    torch.testing.assert_close(module.model.state_dict(), trained.state_dict())
+    backbone = timm.create_model('resnet10t', pretrained=False)  # a user's ImageNet file, with fc
+    torch.save(backbone.state_dict(), tmp_path / 'resnet10t.pth')
+    module.load_backbone(tmp_path / 'resnet10t.pth')
+    torch.testing.assert_close(module.model.encoder.model.backbone.state_dict()['layer4.0.conv2.weight'],
+                               backbone.state_dict()['layer4.0.conv2.weight'])
+    torch.save({'conv1.0.weight': torch.zeros(3)}, tmp_path / 'wrong.pth')
+    with pytest.raises(ValueError, match='backbone weights do not fit resnet10t'):
+        module.load_backbone(tmp_path / 'wrong.pth')

@@ -136,3 +136,33 @@ def test_prepare_labels_keeps_existing_outputs_and_reports_bad_files(synthetic, 
                    check=False)
     assert out.returncode != 0 and '[999] are not in the learning map' in out.stderr
     assert 'Traceback' not in out.stderr and not (tmp_path / 'labels' / '00' / '000000_1_1.npy').exists()
+
+
+def test_kitti_360_layout(tmp_path):
+    """SSCBench-KITTI-360's folders, read with the kitti_360 preset (376x1408 images)."""
+    from ssc_core.data.kitti_360 import kitti_360_frames
+    from ssc_core.data.synthetic import write_sequence
+    from ssc_core.presets import KITTI_360
+
+    src = tmp_path / 'src'
+    write_sequence(src, '00', 1, image_size=(1408, 376), label_every=1)
+    drive = '2013_05_28_drive_0006_sync'
+    root, depth, labels = tmp_path / 'kitti360', tmp_path / 'depth', tmp_path / 'labels'
+    images = root / 'data_2d_raw' / drive / 'image_00' / 'data_rect'
+    voxels = root / 'data_2d_raw' / drive / 'voxels'
+    for d in (images, voxels, depth / drive, labels / drive):
+        d.mkdir(parents=True)
+    seq = src / 'dataset' / 'sequences' / '00'
+    (seq / 'image_2' / '000000.png').rename(images / '000000.png')
+    (seq / 'voxels' / '000000.bin').rename(voxels / '000000.bin')
+    (src / 'depth' / 'sequences' / '00' / '000000.npy').rename(depth / drive / '000000.npy')
+    target = read_raw_voxels(seq / 'voxels' / '000000')
+    target[target >= 19] = 18  # the 19-class table
+    np.save(labels / drive / '000000_1_1.npy', target)
+    frames = kitti_360_frames(root, 'val', depth, labels)
+    assert [(f.sequence, f.frame_id) for f in frames] == [(drive, '000000')]
+    sample = SSCDataset(frames, KITTI_360)[0]
+    assert sample['img'].shape == (3, 376, 1408) and sample['frustums_class_dists'].shape == (64, 19)
+    np.testing.assert_allclose(sample['cam_K'].numpy(), KITTI_360.cam_K, rtol=1e-6)
+    with pytest.raises(FileNotFoundError, match='2013_05_28_drive_0009_sync: drive not found'):
+        kitti_360_frames(root, 'test', depth, labels)

@@ -102,10 +102,13 @@ class SSCModule(L.LightningModule):
         state, _ = read_state_dict(path)
         state = {k: v for k, v in state.items() if not k.startswith('fc.')}
         backbone = self.model.encoder.model.backbone
-        missing, unexpected = backbone.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f'{path}: backbone weights do not fit {self.preset.model.backbone}: '
-                             f'missing {missing[:10]}, unexpected {unexpected[:10]}')
+        expected = backbone.state_dict()
+        problems = [k for k in expected if k not in state] + [k for k in state if k not in expected]
+        problems += [k for k in expected if k in state and state[k].shape != expected[k].shape]
+        if problems:
+            raise ValueError(f'{path}: backbone weights do not fit {self.preset.model.backbone} '
+                             f'(missing, unexpected or mis-shaped: {", ".join(problems[:10])})')
+        backbone.load_state_dict(state)
 
 
 def format_scores(scores: dict, class_names, title: str = '') -> str:

@@ -22,6 +22,8 @@ setup(
     zip_safe=True,
     entry_points={
         'console_scripts': [
+            'ssc_node = ssc_ros.node:main',
+            'ssc_bag = ssc_ros.bag:main',
             'ssc_demo = ssc_core.tools.demo:main',
             'ssc_bench = ssc_core.tools.bench:main',
             'ssc_convert = ssc_core.tools.convert:main',

@@ -24,6 +24,8 @@ from .model import Symphonies
 from .presets import PRESETS, Preset
 
 FORMAT = 'ssc_ros.checkpoint/1'
+# The built-in model: the `small` preset trained on synthetic streets (scripts/train_builtin.sh).
+BUILTIN_CHECKPOINT = Path(__file__).resolve().parent / 'weights' / 'small_synthetic.safetensors'
 # Buffers of the authors' modules that are constants or unused here: checked, then dropped.
 DERIVED_KEYS = ('decoder.image_grid', 'decoder.voxel_grid',
                 'encoder.model.panoptic_head.criterion.empty_weight')

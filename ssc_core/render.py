@@ -5,6 +5,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .labels import class_colors
+from .outputs import occupied_voxels
 
 
 def bird_eye_view(labels: np.ndarray, colors: np.ndarray, fov_mask: np.ndarray | None = None,
@@ -26,17 +27,6 @@ def bird_eye_view(labels: np.ndarray, colors: np.ndarray, fov_mask: np.ndarray |
     return np.repeat(np.repeat(image, scale, 0), scale, 1).astype(np.uint8)
 
 
-def surface_voxels(labels: np.ndarray) -> np.ndarray:
-    """(N, 3) indices of occupied voxels with at least one free 6-neighbour (the visible shell)."""
-    occupied = (labels != 0) & (labels != 255)
-    padded = np.pad(occupied, 1)
-    inner = np.ones_like(occupied)
-    for axis in range(3):
-        for shift in (-1, 1):
-            inner &= np.roll(padded, shift, axis)[1:-1, 1:-1, 1:-1]
-    return np.argwhere(occupied & ~inner)
-
-
 def voxel_view(labels: np.ndarray, colors: np.ndarray, voxel_size: float, origin,
                size=(640, 480), azimuth: float = -150.0, elevation: float = 35.0,
                camera: tuple | None = None) -> np.ndarray:
@@ -50,8 +40,8 @@ def voxel_view(labels: np.ndarray, colors: np.ndarray, voxel_size: float, origin
         (H, W, 3) uint8.
     """
     width, height = size
-    idx = surface_voxels(labels)
-    points = np.asarray(origin) + (idx + 0.5) * voxel_size
+    points, classes = occupied_voxels(labels, voxel_size, origin, surface_only=True)
+    idx = np.floor((points - np.asarray(origin, np.float32)) / voxel_size).astype(np.int64)
     az, el = np.radians(azimuth), np.radians(elevation)
     forward = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), -np.sin(el)])
     right = np.array([-np.sin(az), np.cos(az), 0.0])
@@ -84,7 +74,7 @@ def voxel_view(labels: np.ndarray, colors: np.ndarray, voxel_size: float, origin
         winners = owner[order][first]
         heights = idx[winners, 2] / max(labels.shape[2] - 1, 1)
         shade = 0.55 + 0.45 * heights
-        cls = labels[tuple(idx[winners].T)]
+        cls = classes[winners]
         image.reshape(-1, 3)[pixel[order][first]] = (colors[cls] * shade[:, None]).astype(np.uint8)
     picture = Image.fromarray(image)
     if camera is not None:

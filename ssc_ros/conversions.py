@@ -1,0 +1,173 @@
+"""sensor_msgs ↔ numpy, and predictions → output messages. No numerics beyond packing.
+
+cv_bridge and sensor_msgs_py are not needed: the conversions below give the same messages
+(checked against them in the tests where a ROS install provides them).
+"""
+import io
+
+import numpy as np
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point
+from nav_msgs.msg import OccupancyGrid
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from ssc_core.labels import class_colors
+from ssc_core.outputs import bird_eye_occupancy, occupied_voxels, packed_rgb
+
+COLOR_ENCODINGS = {'rgb8': (3, False), 'bgr8': (3, True), 'rgba8': (4, False), 'bgra8': (4, True),
+                   'mono8': (1, False)}
+DEPTH_ENCODINGS = {'32FC1': np.dtype('<f4'), '16UC1': np.dtype('<u2')}
+
+
+class MessageError(ValueError):
+    """A message that cannot be used; the text names the field, expected and actual values.
+
+    ``kind`` groups errors for counting and log throttling (encoding, truncated, size, ...).
+    """
+
+    def __init__(self, kind: str, text: str):
+        super().__init__(text)
+        self.kind = kind
+
+
+def _pixels(msg: Image, channels: int, dtype: np.dtype) -> np.ndarray:
+    row = msg.width * channels * dtype.itemsize
+    if msg.height == 0 or msg.width == 0:
+        raise MessageError('size', f'{msg.encoding} image: empty ({msg.width}x{msg.height})')
+    if msg.step < row:
+        raise MessageError('truncated',
+                           f'{msg.encoding} image: step {msg.step} < width*bytes per pixel {row}')
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, (bytes, bytearray, memoryview))
+                         else msg.data, np.uint8)
+    if data.size < msg.step * msg.height:
+        raise MessageError('truncated', f'{msg.encoding} image: data has {data.size} bytes, expected '
+                           f'step*height = {msg.step * msg.height} (truncated)')
+    rows = data[:msg.step * msg.height].reshape(msg.height, msg.step)[:, :row]
+    dt = dtype.newbyteorder('>' if msg.is_bigendian else '<')
+    return rows.copy().view(dt).reshape(msg.height, msg.width, channels)
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """rgb8 / bgr8 / rgba8 / bgra8 / mono8 → (H, W, 3) uint8 RGB."""
+    if msg.encoding not in COLOR_ENCODINGS:
+        raise MessageError('encoding', f'image encoding {msg.encoding!r} not supported; expected one of '
+                           f'{", ".join(COLOR_ENCODINGS)}')
+    channels, bgr = COLOR_ENCODINGS[msg.encoding]
+    pixels = _pixels(msg, channels, np.dtype(np.uint8))
+    if channels == 1:
+        return np.repeat(pixels, 3, axis=2)
+    rgb = pixels[..., :3]
+    return np.ascontiguousarray(rgb[..., ::-1] if bgr else rgb)
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """JPEG/PNG CompressedImage → (H, W, 3) uint8 RGB."""
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+    try:
+        with PILImage.open(io.BytesIO(bytes(msg.data))) as image:
+            return np.asarray(image.convert('RGB'))
+    except (UnidentifiedImageError, OSError) as e:
+        raise MessageError('decode', f'compressed image ({msg.format!r}): cannot decode ({e})') from None
+
+
+def depth_to_metres(msg: Image) -> np.ndarray:
+    """32FC1 metres or 16UC1 millimetres → (H, W) float32 metres; 0 and invalid → NaN."""
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise MessageError('encoding', f'depth encoding {msg.encoding!r} not supported; expected 32FC1 (m) '
+                           'or 16UC1 (mm)')
+    depth = _pixels(msg, 1, DEPTH_ENCODINGS[msg.encoding])[..., 0]
+    if msg.encoding == '16UC1':
+        depth = np.where(depth == 0, np.nan, depth.astype(np.float32) / 1000.0)
+    return depth.astype(np.float32)
+
+
+def camera_matrix(msg: CameraInfo) -> np.ndarray:
+    """CameraInfo → K (3, 3); raises when it is unset or not finite."""
+    K = np.asarray(msg.k, np.float64).reshape(3, 3)
+    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise MessageError('camera_info',
+                           f'camera_info: K must be finite with positive focal lengths, got {K.tolist()}')
+    return K
+
+
+def rgb_image_msg(image: np.ndarray, header: Header) -> Image:
+    """(H, W, 3) uint8 → rgb8 Image."""
+    return Image(header=header, height=image.shape[0], width=image.shape[1], encoding='rgb8',
+                 is_bigendian=0, step=image.shape[1] * 3, data=np.ascontiguousarray(image).tobytes())
+
+
+def depth_image_msg(depth: np.ndarray, header: Header) -> Image:
+    """(H, W) float32 metres → 32FC1 Image."""
+    return Image(header=header, height=depth.shape[0], width=depth.shape[1], encoding='32FC1',
+                 is_bigendian=0, step=depth.shape[1] * 4,
+                 data=np.ascontiguousarray(depth, '<f4').tobytes())
+
+
+CLOUD_FIELDS = [PointField(name='x', offset=0, datatype=PointField.FLOAT32, count=1),
+                PointField(name='y', offset=4, datatype=PointField.FLOAT32, count=1),
+                PointField(name='z', offset=8, datatype=PointField.FLOAT32, count=1),
+                PointField(name='rgb', offset=12, datatype=PointField.FLOAT32, count=1),
+                PointField(name='label', offset=16, datatype=PointField.UINT8, count=1)]
+CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label'],
+                        'formats': ['<f4', '<f4', '<f4', '<f4', 'u1'],
+                        'offsets': [0, 4, 8, 12, 16], 'itemsize': 20})
+
+
+def labels_to_cloud(labels, class_names, voxel_size, origin, header: Header, keep=None) -> PointCloud2:
+    """Occupied voxel centres as a PointCloud2 with x, y, z, rgb (benchmark colours), label."""
+    centres, classes = occupied_voxels(labels, voxel_size, origin, keep)
+    points = np.empty(len(classes), CLOUD_DTYPE)
+    points['x'], points['y'], points['z'] = centres.T
+    points['rgb'] = packed_rgb(class_names)[classes]
+    points['label'] = classes
+    return PointCloud2(header=header, height=1, width=len(points), fields=CLOUD_FIELDS,
+                       is_bigendian=False, point_step=CLOUD_DTYPE.itemsize,
+                       row_step=CLOUD_DTYPE.itemsize * len(points), data=points.tobytes(),
+                       is_dense=True)
+
+
+def labels_to_markers(labels, class_names, voxel_size, origin, header: Header, keep=None,
+                      lifetime_s: float = 0.0) -> MarkerArray:
+    """One CUBE_LIST per class (namespace = class name, so RViz can toggle classes) of the
+    visible (surface) voxels; classes absent from this grid get a DELETE so stale cubes vanish."""
+    centres, classes = occupied_voxels(labels, voxel_size, origin, keep, surface_only=True)
+    colors = class_colors(class_names) / 255.0
+    wanted = range(1, len(class_names)) if keep is None else keep
+    markers = []
+    order = np.argsort(classes, kind='stable')
+    centres, classes = centres[order].astype(np.float64), classes[order]
+    bounds = np.searchsorted(classes, np.arange(len(class_names) + 1))
+    lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
+    for c in wanted:
+        marker = Marker(header=header, ns=class_names[c], id=int(c), type=Marker.CUBE_LIST,
+                        lifetime=lifetime)
+        block = centres[bounds[c]:bounds[c + 1]]
+        if not len(block):
+            marker.action = Marker.DELETE
+        else:
+            marker.action = Marker.ADD
+            marker.pose.orientation.w = 1.0
+            marker.scale.x = marker.scale.y = marker.scale.z = float(voxel_size)
+            r, g, b = colors[c]
+            marker.color = ColorRGBA(r=float(r), g=float(g), b=float(b), a=1.0)
+            marker.points = [Point(x=x, y=y, z=z) for x, y, z in block.tolist()]
+        markers.append(marker)
+    return MarkerArray(markers=markers)
+
+
+def labels_to_occupancy(labels, fov_mask, class_names, voxel_size, origin, header: Header) -> OccupancyGrid:
+    """Bird's-eye OccupancyGrid of the grid's x-y plane at the grid's origin (see
+    :func:`ssc_core.outputs.bird_eye_occupancy`)."""
+    grid = bird_eye_occupancy(labels, fov_mask, class_names)
+    msg = OccupancyGrid(header=header)
+    msg.info.map_load_time = header.stamp
+    msg.info.resolution = float(voxel_size)
+    msg.info.width, msg.info.height = labels.shape[0], labels.shape[1]
+    msg.info.origin.position.x, msg.info.origin.position.y = float(origin[0]), float(origin[1])
+    msg.info.origin.position.z = float(origin[2])
+    msg.info.origin.orientation.w = 1.0
+    msg.data = grid.ravel().tobytes()
+    return msg

@@ -1,0 +1,84 @@
+"""Helpers for tests that run real ROS 2 nodes over DDS on this host only."""
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(10, 200)))
+
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+
+
+def node_command(*ros_args, module='ssc_ros.node'):
+    return [sys.executable, '-m', module, '--ros-args', *ros_args]
+
+
+def start(cmd, log_path):
+    log = open(log_path, 'w')
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+class Probe:
+    """An in-process rclpy node that records messages and publishes test inputs."""
+
+    def __init__(self, name='probe'):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.received = {}
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.running = True
+        self.thread.start()
+
+    def _spin(self):
+        while self.running:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def record(self, msg_type, topic, qos=10):
+        self.received[topic] = []
+
+        def callback(msg):
+            with self.lock:
+                self.received[topic].append((time.monotonic(), msg))
+        self.node.create_subscription(msg_type, topic, callback, qos)
+
+    def messages(self, topic):
+        with self.lock:
+            return [m for _, m in self.received[topic]]
+
+    def wait_for(self, condition, timeout=60.0, what=''):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.05)
+        raise TimeoutError(f'timed out after {timeout} s waiting for {what}')
+
+    def close(self):
+        self.running = False
+        self.thread.join(timeout=2)
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def diagnostics_values(msg):
+    return {kv.key: kv.value for status in msg.status for kv in status.values}
+
+
+def rss_mib(pid):
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+__all__ = ['Probe', 'diagnostics_values', 'node_command', 'np', 'rss_mib', 'start']

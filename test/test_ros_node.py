@@ -1,7 +1,6 @@
 """The ROS 2 node with real DDS on this host: bag → player → node → subscriber, bad input, load."""
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -20,6 +19,7 @@ from ssc_core.labels import class_colors
 from ssc_core.presets import SMALL
 from ssc_ros import conversions as conv
 from ssc_ros.bag import convert
+from ssc_ros.launch_description import describe
 
 REMAP = ['-r', 'image:=/camera/image', '-r', 'depth:=/camera/depth', '-r', 'camera_info:=/camera/camera_info']
 
@@ -62,11 +62,12 @@ def test_bag_player_node_subscriber(sequence, checkpoint, probe, tmp_path):
     for msg_type, topic in ((PointCloud2, '/voxels'), (OccupancyGrid, '/occupancy'),
                             (MarkerArray, '/voxel_markers')):
         probe.record(msg_type, topic)
-    node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'frame_id:=grid', *REMAP),
-                 tmp_path / 'node.log')
+    # Started the way launch/ssc.launch.py starts them: the installed parameters file, remappings
+    # to the bag's topics, and the built-in player.
+    launch = describe(bag=str(bag), rate=0.5, extra_parameters={'checkpoint': checkpoint, 'frame_id': 'grid'})
+    node = start(launch.node.command(), tmp_path / 'node.log')
     time.sleep(3)
-    player = subprocess.run([sys.executable, '-m', 'ssc_ros.bag', 'play', str(bag), '--rate', '0.5'],
-                            capture_output=True, text=True, timeout=120)
+    player = subprocess.run(launch.player.command(), capture_output=True, text=True, timeout=120)
     assert player.returncode == 0, player.stderr
     assert 'published 24 messages' in player.stdout + player.stderr
     probe.wait_for(lambda: probe.messages('/voxels') and probe.messages('/occupancy')

@@ -1,0 +1,41 @@
+"""The launch description (plain data) and the launch file that adapts it."""
+import ast
+from pathlib import Path
+
+import yaml
+
+from ssc_ros.launch_description import describe, share_dir
+from ssc_ros.node import PARAMETERS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_description():
+    d = describe(namespace='robot1', image='/cam/left', use_sim_time=True, bag='/bags/kitti', rate=2.0,
+                 loop=True, rviz=True)
+    assert d.node.namespace == 'robot1' and ('image', '/cam/left') in d.node.remappings
+    assert d.node.parameters[0].endswith('config/ssc.yaml') and d.node.parameters[1]['use_sim_time'] is True
+    cmd = d.node.command()
+    assert cmd[1:3] == ['-m', 'ssc_ros.node'] and '__ns:=/robot1' in cmd and 'use_sim_time:=true' in cmd
+    assert d.player.command()[3:] == ['play', '/bags/kitti', '--rate', '2.0', '--loop', '--ros-args', '-r',
+                                      '__node:=ssc_bag_player', '-r', '__ns:=/robot1']
+    assert d.rviz.arguments[-1].endswith('config/ssc.rviz') and len(d.parts()) == 3
+    assert describe().player is None and describe().rviz is None
+
+
+def test_launch_file_adapts_the_description():
+    source = (REPO / 'launch' / 'ssc.launch.py').read_text()
+    tree = ast.parse(source)
+    functions = {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
+    assert 'generate_launch_description' in functions
+    assert 'from ssc_ros.launch_description import describe' in source
+
+
+def test_parameters_file_documents_every_parameter():
+    text = (share_dir() / 'config' / 'ssc.yaml').read_text()
+    params = yaml.safe_load(text)['/**/ssc_node']['ros__parameters']
+    for name, spec in PARAMETERS.items():
+        assert name in text, name
+        if name in params:
+            assert params[name] == spec.default, name
+    assert yaml.safe_load((share_dir() / 'config' / 'ssc.rviz').read_text())['Visualization Manager']

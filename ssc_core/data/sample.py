@@ -1,7 +1,8 @@
-"""A built-in analytic camera frame: a striped image over a ground plane with four boxes.
+"""Built-in frames: no dataset needed.
 
-The same frame the reference fixtures were made with, so a fresh install can run and check the
-network without any dataset.
+* :func:`sample_frame`: the analytic frame the reference fixtures were made with (a striped
+  image over a ground plane with four boxes) — for checking and timing the network;
+* :func:`street_frame`: a procedural street with its voxel ground truth — for the demo.
 """
 from dataclasses import dataclass
 
@@ -43,3 +44,27 @@ def sample_frame(preset: Preset) -> Frame:
     for u0, u1, v0, v1, z in BOXES:
         depth[v0:v1, u0:u1] = np.minimum(depth[v0:v1, u0:u1], z)
     return Frame(image, depth.astype(np.float32), K, np.array(preset.cam_from_grid, np.float64))
+
+
+@dataclass
+class StreetFrame(Frame):
+    """A synthetic street frame with its ground truth: labels (X, Y, Z) uint8 on the preset grid."""
+    labels: np.ndarray
+
+
+def street_frame(preset: Preset, seed: int = 3, distance: float = 20.0) -> StreetFrame:
+    """A procedural street (``ssc_core.data.synthetic``) seen through the preset's camera after
+    driving ``distance`` metres, with its voxel labels at the preset's output grid."""
+    from .labels import downsample_majority
+    from .synthetic import make_scene, render, voxelize
+
+    height, width = preset.image_shape
+    K = np.array(preset.cam_K, np.float64)
+    tr = np.array(preset.cam_from_grid, np.float64)
+    boxes = make_scene(distance + 60.0, seed)
+    offset = np.linalg.inv(tr)[:3, :3] @ np.array([0.0, 0.0, distance])
+    image, depth = render(boxes, offset, K, tr, (width, height))
+    labels, invalid = voxelize(boxes, offset)
+    labels[invalid] = 255
+    factor = round(preset.model.voxel_size / 0.2)
+    return StreetFrame(image, depth, K, tr, downsample_majority(labels, factor))

@@ -31,6 +31,17 @@ class CameraGeometry:
     output_fov: np.ndarray
 
 
+def project_grids(preset: Preset, K: np.ndarray, cam_from_grid: np.ndarray):
+    """Voxel → pixel projections of the preset's decoder grid (the network's input) and of its
+    output grid, for one calibration → (network, output) :class:`VoxelProjection`."""
+    cfg = preset.model
+    height, width = cfg.image_shape
+    args = (cam_from_grid, K, preset.voxel_origin)
+    network = vox2pix(*args, cfg.voxel_size * cfg.volume_scale, (width, height), preset.scene_size)
+    output = vox2pix(*args, cfg.voxel_size, (width, height), preset.scene_size)
+    return network, output
+
+
 def _matrix(value, shape, name) -> np.ndarray:
     m = np.asarray(value, dtype=np.float64)
     if m.shape != shape:
@@ -117,13 +128,8 @@ class Predictor:
         if key in self._geometry:
             self._geometry.move_to_end(key)
             return self._geometry[key]
-        cfg = self.preset.model
-        height, width = cfg.image_shape
-        args = (pose, K, self.preset.voxel_origin)
-        network = vox2pix(*args, cfg.voxel_size * cfg.volume_scale, (width, height),
-                          self.preset.scene_size)
-        output = vox2pix(*args, cfg.voxel_size, (width, height), self.preset.scene_size)
-        geometry = CameraGeometry(network, output.fov_mask.reshape(cfg.scene_shape))
+        network, output = project_grids(self.preset, K, pose)
+        geometry = CameraGeometry(network, output.fov_mask.reshape(self.preset.model.scene_shape))
         self._geometry[key] = geometry
         while len(self._geometry) > 8:
             self._geometry.popitem(last=False)

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..geometry import frustum_cells, local_frustums, vox2pix
-from ..predictor import normalize_image
+from ..geometry import frustum_cells, local_frustums
+from ..predictor import normalize_image, project_grids
 from ..presets import Preset
 from .labels import downsample_majority, read_target
 
@@ -30,6 +30,12 @@ class FrameRecord:
     target: Path | None
     K: np.ndarray
     cam_from_grid: np.ndarray
+
+    def check_files(self, layout: str = '') -> None:
+        """Raise FileNotFoundError naming the first missing file (and the expected layout)."""
+        for path in (self.image, self.depth, self.target):
+            if path is not None and not path.is_file():
+                raise FileNotFoundError(f'{path}: missing for frame {self.sequence}/{self.frame_id}{layout}')
 
 
 class SSCDataset(torch.utils.data.Dataset):
@@ -67,12 +73,8 @@ class SSCDataset(torch.utils.data.Dataset):
     def geometry(self, K, pose):
         key = K.tobytes() + pose.tobytes()
         if key not in self._geometry:
-            cfg = self.preset.model
-            height, width = cfg.image_shape
-            args = (pose, K, self.preset.voxel_origin)
-            network = vox2pix(*args, cfg.voxel_size * cfg.volume_scale, (width, height),
-                              self.preset.scene_size)
-            output = vox2pix(*args, cfg.voxel_size, (width, height), self.preset.scene_size)
+            height, width = self.preset.image_shape
+            network, output = project_grids(self.preset, K, pose)
             cells = frustum_cells(output.projected_pix, output.pix_z, (width, height), self.frustum_size)
             self._geometry[key] = (network, cells)
         return self._geometry[key]

@@ -44,9 +44,7 @@ def kitti_360_frames(data_root, split: str, depth_root, label_root=None, sequenc
                 depth_root / drive / f'{frame_id}.npy',
                 Path(label_root) / drive / f'{frame_id}_1_1.npy' if label_root is not None else None,
                 K, tr)
-            for path in (record.image, record.depth, record.target):
-                if path is not None and not path.is_file():
-                    raise FileNotFoundError(f'{path}: missing for frame {drive}/{frame_id}{LAYOUT}')
+            record.check_files(LAYOUT)
             frames.append(record)
     if not frames:
         raise ValueError(f'no frames in drives {list(sequences)} under {data_root}{LAYOUT}')

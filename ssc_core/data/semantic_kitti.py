@@ -67,9 +67,7 @@ def semantic_kitti_frames(data_root, split: str, depth_root, label_root=None,
                 depth_root / 'sequences' / seq / f'{frame_id}.npy',
                 Path(label_root) / seq / f'{frame_id}_1_1.npy' if label_root is not None else None,
                 K, tr)
-            for path in (record.image, record.depth, record.target):
-                if path is not None and not path.is_file():
-                    raise FileNotFoundError(f'{path}: missing for frame {seq}/{frame_id}{LAYOUT}')
+            record.check_files(LAYOUT)
             frames.append(record)
     if not frames:
         raise ValueError(f'no frames in sequences {list(sequences)} under {data_root}{LAYOUT}')

@@ -23,7 +23,7 @@ def predict_frames(predictor: Predictor, frames: list[FrameRecord], batch_size: 
     done = 0
     for batch in tqdm(loader, desc='frames', unit='batch', disable=not progress):
         inputs = {k: batch[k].to(predictor.device) for k in NETWORK_INPUTS}
-        labels = predictor.logits(inputs).argmax(1).to(torch.uint8).cpu().numpy()
+        labels = predictor.labels(inputs)
         for i in range(len(labels)):
             yield frames[done + i], labels[i]
         done += len(labels)

@@ -5,14 +5,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checkpoint import load_model
+from .backends import BACKENDS, TorchBackend
+from .backends.torch_backend import PRECISIONS
+from .checkpoint import CheckpointError, load_model
 from .geometry import VoxelProjection, vox2pix
 from .model import Symphonies
-from .presets import Preset
+from .presets import Preset, get_preset
 
 IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), np.float32)
 IMAGENET_STD = np.array((0.229, 0.224, 0.225), np.float32)
-PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+__all__ = ['PRECISIONS', 'Prediction', 'Predictor']
 
 
 @dataclass
@@ -86,31 +88,43 @@ def fit_to_shape(image: np.ndarray, depth: np.ndarray, shape) -> tuple[np.ndarra
 
 
 class Predictor:
-    """Runs a Symphonies network on camera frames.
+    """Runs Symphonies on camera frames, on a backend (PyTorch or ONNX Runtime).
 
     Camera geometry (voxel → pixel projection, field-of-view masks) is computed from ``K`` and
     the grid pose exactly as the authors' datasets do, and cached per calibration.
 
     Args:
-        model: the network (eval mode is set here); preset: its dataset settings.
-        device: torch device; precision: 'fp32', 'fp16' or 'bf16' (autocast; the decoder stays
-            fp32 as in the authors' code).
+        network: a :class:`Symphonies` module (run with PyTorch on ``device`` at ``precision``)
+            or a backend from :mod:`ssc_core.backends`.
+        preset: the network's dataset settings.
     """
 
-    def __init__(self, model: Symphonies, preset: Preset, device='cpu', precision: str = 'fp32'):
-        if precision not in PRECISIONS:
-            raise ValueError(f'precision: expected one of {list(PRECISIONS)}, got {precision!r}')
-        self.device = torch.device(device)
-        self.model = model.eval().to(self.device)
+    def __init__(self, network, preset: Preset, device='cpu', precision: str = 'fp32'):
+        self.backend = (TorchBackend(network, device, precision) if isinstance(network, Symphonies)
+                        else network)
+        self.device = self.backend.device
         self.preset = preset
-        self.precision = precision
         self._geometry: OrderedDict[bytes, CameraGeometry] = OrderedDict()
 
     @classmethod
     def from_checkpoint(cls, path, preset: Preset | str | None = None, device='cpu',
-                        precision: str = 'fp32') -> 'Predictor':
-        model, preset = load_model(path, preset, device)
-        return cls(model, preset, device, precision)
+                        precision: str = 'fp32', backend: str = 'torch',
+                        allow_fallback: bool = False) -> 'Predictor':
+        """Build from a checkpoint (torch) or an exported ``.onnx`` file (onnxruntime)."""
+        if isinstance(preset, str):
+            preset = get_preset(preset)
+        if backend == 'torch':
+            model, preset = load_model(path, preset, device)
+            return cls(model, preset, device, precision)
+        if backend == 'onnxruntime':
+            from .backends.onnxruntime_backend import OnnxRuntimeBackend
+            runtime = OnnxRuntimeBackend(path, device, precision, allow_fallback)
+            if preset is not None and runtime.preset.model != preset.model:
+                raise CheckpointError(f'{path}: exported for preset {runtime.preset.name!r} '
+                                      f'(image {runtime.preset.image_shape}), not {preset.name!r} '
+                                      f'(image {preset.image_shape})')
+            return cls(runtime, runtime.preset)
+        raise ValueError(f'backend: expected one of {", ".join(BACKENDS)}, got {backend!r}')
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -141,7 +155,7 @@ class Predictor:
             raise ValueError('images, depths, Ks and poses must be non-empty lists of equal length')
         batch = {k: [] for k in ('img', 'depth', 'cam_K', 'cam_pose', 'voxel_origin',
                                  'projected_pix', 'fov_mask')}
-        for image, depth, K, pose in zip(images, depths, Ks, poses):
+        for image, depth, K, pose in zip(images, depths, Ks, poses, strict=True):
             image = normalize_image(image)
             depth = np.asarray(depth)
             if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):
@@ -161,12 +175,13 @@ class Predictor:
             batch['fov_mask'].append(geometry.fov_mask)
         return {k: torch.from_numpy(np.stack(v)).to(self.device) for k, v in batch.items()}
 
-    @torch.no_grad()
     def logits(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Network inputs (see :meth:`prepare`) → logits (B, C, X, Y, Z) float32."""
-        dtype = PRECISIONS[self.precision]
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return self.model(**inputs)[-1].float()
+        return self.backend.run(inputs, want_logits=True)[1]
+
+    def labels(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
+        """Network inputs → labels (B, X, Y, Z) uint8 (no logits leave the backend)."""
+        return self.backend.run(inputs, want_logits=False)[0]
 
     def predict(self, image, depth, K, cam_from_grid, return_probs: bool = False) -> Prediction:
         """One frame.
@@ -179,9 +194,15 @@ class Predictor:
         return self.predict_batch([image], [depth], [K], [cam_from_grid], return_probs)[0]
 
     def predict_batch(self, images, depths, Ks, poses, return_probs: bool = False) -> list[Prediction]:
-        """Several frames in one forward; each gives its single-frame result."""
-        logits = self.logits(self.prepare(images, depths, Ks, poses))
-        labels = logits.argmax(1).to(torch.uint8).cpu().numpy()
+        """Several frames; each gives its single-frame result (ONNX models run them one by one)."""
+        inputs = self.prepare(images, depths, Ks, poses)
+        if self.backend.name == 'onnxruntime' and len(images) > 1:
+            runs = [self.backend.run({k: v[i:i + 1] for k, v in inputs.items()}, return_probs)
+                    for i in range(len(images))]
+            labels = np.concatenate([r[0] for r in runs])
+            logits = torch.cat([r[1] for r in runs]) if return_probs else None
+        else:
+            labels, logits = self.backend.run(inputs, want_logits=return_probs)
         probs = logits.softmax(1).cpu().numpy() if return_probs else [None] * len(labels)
         return [Prediction(labels[i], self.geometry(Ks[i], poses[i]).output_fov, probs[i])
                 for i in range(len(labels))]

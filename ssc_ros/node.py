@@ -24,6 +24,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from ssc_core.backends import BACKENDS
 from ssc_core.checkpoint import BUILTIN_CHECKPOINT, CheckpointError
 from ssc_core.outputs import class_ids
 from ssc_core.predictor import PRECISIONS, Predictor
@@ -32,7 +33,6 @@ from . import conversions
 from .conversions import MessageError
 
 BUILTIN = 'builtin'
-BACKENDS = ('torch',)
 
 
 @dataclass
@@ -46,8 +46,11 @@ PARAMETERS = {
     'checkpoint': Parameter(BUILTIN, 'weights file (ours, a training run\'s or the authors\'); '
                             '"builtin" = the built-in small model'),
     'preset': Parameter('', 'preset of the weights (empty: from the checkpoint)'),
-    'backend': Parameter('torch', 'inference backend', BACKENDS),
-    'device': Parameter('cpu', 'torch device: cpu, cuda, cuda:N'),
+    'backend': Parameter('torch', 'inference backend; onnxruntime takes an .onnx file from '
+                         'ssc_core.tools.export as checkpoint', BACKENDS),
+    'device': Parameter('cpu', 'cpu, cuda or cuda:N (onnxruntime: TensorRT, then CUDA)'),
+    'allow_cpu_fallback': Parameter(False, 'onnxruntime: run on the CPU when no GPU provider is usable '
+                                    '(logged) instead of failing'),
     'precision': Parameter('fp32', 'fp32, or fp16/bf16 autocast', tuple(PRECISIONS)),
     'image_transport': Parameter('raw', 'raw: sensor_msgs/Image on "image"; compressed: '
                                  'sensor_msgs/CompressedImage on "image/compressed"', ('raw', 'compressed')),
@@ -125,9 +128,8 @@ class SSCNode(Node):
         self.worker.start()
         self.marker_worker.start()
         self.get_logger().info(
-            f'ready: preset {preset.name}, backend {self.params["backend"]} on {self.predictor.device} '
-            f'({self.params["precision"]}), frame {self.params["frame_id"]}, image transport '
-            f'{self.params["image_transport"]}')
+            f'ready: preset {preset.name}, {self.predictor.backend.describe()}, frame '
+            f'{self.params["frame_id"]}, image transport {self.params["image_transport"]}')
 
     # ------------------------------------------------------------------ start-up
     def _declare_parameters(self) -> dict:
@@ -156,7 +158,8 @@ class SSCNode(Node):
         path = BUILTIN_CHECKPOINT if self.params['checkpoint'] == BUILTIN else self.params['checkpoint']
         try:
             return Predictor.from_checkpoint(path, self.params['preset'] or None, self.params['device'],
-                                             self.params['precision'])
+                                             self.params['precision'], self.params['backend'],
+                                             self.params['allow_cpu_fallback'])
         except (CheckpointError, ValueError, RuntimeError) as e:
             raise StartupError(f'parameter checkpoint: cannot load {path}: {e}') from None
 
@@ -317,7 +320,7 @@ class SSCNode(Node):
                   **{f'error_{k}': str(v) for k, v in s.errors.items()}}
         level = DiagnosticStatus.WARN if s.errors else DiagnosticStatus.OK
         status = DiagnosticStatus(level=level, name=f'{self.get_name()}: semantic scene completion',
-                                  hardware_id=str(self.predictor.device),
+                                  hardware_id=self.predictor.backend.describe(),
                                   message=f'{rate:.2f} Hz, {s.dropped_stale} stale frames dropped',
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),

@@ -17,6 +17,11 @@ from .transformer import DeformableTransformerLayer, TransformerLayer
 def masked_indices(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """mask (B, N) bool → indices (B, M) of the True entries in increasing order (padded with
     other indices) and valid (B, M) bool, with M the largest count in the batch."""
+    if mask.shape[0] == 1:  # no padding; a shape exporters can follow
+        index = mask[0].nonzero()[:, 0].unsqueeze(0)
+        if torch.compiler.is_exporting():  # exported graphs assume a non-empty selection
+            torch._check(index.shape[1] > 0)
+        return index, torch.ones_like(index, dtype=torch.bool)
     counts = mask.sum(1)
     num = int(counts.max()) if mask.shape[0] else 0
     order = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)[:, :num]
@@ -265,9 +270,9 @@ class SymphoniesDecoder(nn.Module):
         has_depth = torch.isfinite(depth) & (depth > 0)
         depth = torch.where(has_depth, depth, torch.zeros_like(depth)).unsqueeze(1)
         pix = torch.cat([self.image_grid * depth, depth], dim=1).flatten(2)  # (B, 3, HW)
-        cam = torch.linalg.inv(cam_K) @ pix
+        cam = invert(cam_K) @ pix
         cam = torch.cat([cam, torch.ones_like(cam[:, :1])], dim=1)
-        world = (torch.linalg.inv(cam_pose) @ cam)[:, :3].transpose(1, 2)
+        world = (invert(cam_pose) @ cam)[:, :3].transpose(1, 2)
         vox = (world - voxel_origin.unsqueeze(1)) / self.voxel_size - 0.5
         if self.downsample_z != 1:
             vox = torch.cat([vox[..., :2], vox[..., 2:] / self.downsample_z], dim=-1)
@@ -295,6 +300,30 @@ class SymphoniesDecoder(nn.Module):
         pts = vol_pts.gather(1, (v * width + u)[..., None].expand(-1, -1, 3))
         denom = torch.tensor(self.scene_shape, device=pts.device) - 1
         return (pts / denom).clamp(0, 1)
+
+
+def _cross(a, b):
+    return torch.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+                        a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                        a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], -1)
+
+
+def invert(m: torch.Tensor) -> torch.Tensor:
+    """Inverse of (B, 3, 3) matrices or (B, 4, 4) affine transforms (last row 0 0 0 1).
+
+    LAPACK in eager mode, as the authors; a closed form while exporting (ONNX has no inverse).
+    """
+    if not torch.compiler.is_exporting():
+        return torch.linalg.inv(m)
+    a = m[..., :3, :3]
+    r0, r1, r2 = a[..., 0, :], a[..., 1, :], a[..., 2, :]
+    cols = torch.stack([_cross(r1, r2), _cross(r2, r0), _cross(r0, r1)], -1)
+    inv3 = cols / (r0 * _cross(r1, r2)).sum(-1)[..., None, None]
+    if m.shape[-1] == 3:
+        return inv3
+    t = -(inv3 @ m[..., :3, 3:])
+    top = torch.cat([inv3, t], -1)
+    return torch.cat([top, m[..., 3:, :]], -2)
 
 
 def pixel_grid(image_shape: Sequence[int]) -> torch.Tensor:

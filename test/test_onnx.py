@@ -1,0 +1,112 @@
+"""ONNX export and the ONNX Runtime backend (small config; real onnxruntime)."""
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ssc_core.backends.onnxruntime_backend import OnnxRuntimeBackend
+from ssc_core.checkpoint import CheckpointError, save_checkpoint
+from ssc_core.export import compare, export_onnx
+from ssc_core.predictor import Predictor
+
+from small_model import SMALL_PRESET, small_frame
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = SMALL_PRESET.model.build().eval()
+    predictor = Predictor(model, SMALL_PRESET)
+    inputs = predictor.prepare(*[[x] for x in small_frame(0)])
+    path = export_onnx(model, SMALL_PRESET, inputs, tmp_path_factory.mktemp('onnx') / 'small.onnx')
+    return path, predictor
+
+
+def test_onnxruntime_matches_pytorch(exported):
+    path, torch_predictor = exported
+    runtime = Predictor.from_checkpoint(path, backend='onnxruntime')
+    assert runtime.preset == SMALL_PRESET and runtime.backend.providers == ['CPUExecutionProvider']
+    for seed in (1, 2):  # frames other than the one used for export
+        image, depth, K, pose = small_frame(seed)
+        depth[:5] = np.nan
+        inputs = torch_predictor.prepare([image], [depth], [K], [pose])
+        reference = torch_predictor.logits(inputs)
+        labels, logits = runtime.backend.run(inputs)
+        result = compare(reference, labels, logits)
+        assert result['argmax_agreement'] >= 0.999 and result['max_abs_logit_diff'] < 1e-4, result
+        pred = runtime.predict(image, depth, K, pose, return_probs=True)
+        np.testing.assert_array_equal(pred.labels, labels[0])
+        np.testing.assert_allclose(pred.probs.sum(0), 1.0, rtol=1e-5)
+    two = runtime.predict_batch([image, image], [depth, depth], [K, K], [pose, pose])
+    np.testing.assert_array_equal(two[0].labels, two[1].labels)
+
+
+def test_export_tool_verifies_before_success(tmp_path):
+    from ssc_core.presets import SMALL
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(SMALL.model.build(), SMALL, tmp_path / 'small.safetensors')
+    out = subprocess.run([sys.executable, '-m', 'ssc_core.tools.export', '--checkpoint', str(ckpt),
+                          '--output', str(tmp_path / 'small.onnx')], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'ONNX checker passed' in out.stdout and 'argmax agreement 100.0' in out.stdout
+    assert (tmp_path / 'small.onnx').is_file() and not list(tmp_path.glob('.small.onnx*'))
+
+
+def test_wrong_preset_corrupt_file_and_missing_provider(exported, tmp_path):
+    path, _ = exported
+    with pytest.raises(CheckpointError, match="exported for preset 'small_test'.*not 'semantic_kitti'"):
+        Predictor.from_checkpoint(path, 'semantic_kitti', backend='onnxruntime')
+    bad = tmp_path / 'bad.onnx'
+    bad.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match='bad.onnx'):
+        Predictor.from_checkpoint(bad, backend='onnxruntime')
+    import onnxruntime as ort
+    gpu = ('CUDAExecutionProvider', 'TensorrtExecutionProvider')
+    if not any(p in ort.get_available_providers() for p in gpu):
+        with pytest.raises(RuntimeError, match='no GPU execution provider'):
+            OnnxRuntimeBackend(path, device='cuda')
+        fallback = OnnxRuntimeBackend(path, device='cuda', allow_fallback=True)
+        assert fallback.providers == ['CPUExecutionProvider']
+    backend = OnnxRuntimeBackend(path)
+    image, depth, K, pose = small_frame(3)
+    inputs = exported[1].prepare([image, image], [depth, depth], [K, K], [pose, pose])
+    with pytest.raises(ValueError, match=r'img: the ONNX model .* takes shape \[1, 3, 64, 200\], got \[2'):
+        backend.run(inputs)
+
+
+def test_node_runs_with_onnxruntime(exported, tmp_path):
+    """ssc_node with backend:=onnxruntime, fed one frame over DDS, publishes its voxels."""
+    from ros_helpers import Probe, node_command, start
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from std_msgs.msg import Header
+
+    from ssc_ros import conversions as conv
+
+    path, _ = exported
+    probe = Probe()
+    try:
+        probe.record(PointCloud2, '/voxels')
+        node = start(node_command('-p', 'backend:=onnxruntime', '-p', f'checkpoint:={path}'),
+                     tmp_path / 'node.log')
+        image, depth, K, _ = small_frame(4)
+        pubs = [probe.node.create_publisher(t, n, 10) for t, n in ((CameraInfo, '/camera_info'),
+                                                                 (Image, '/image'), (Image, '/depth'))]
+        header = Header(frame_id='camera')
+        for i in range(40):  # until the node is up and has answered
+            if probe.messages('/voxels'):
+                break
+            header.stamp.sec = 100 + i
+            pubs[0].publish(CameraInfo(k=list(K.ravel()), width=200, height=64))
+            pubs[1].publish(conv.rgb_image_msg(image, header))
+            pubs[2].publish(conv.depth_image_msg(depth, header))
+            time.sleep(1.0)
+        probe.wait_for(lambda: probe.messages('/voxels'), 30, 'voxels from the onnxruntime node')
+        assert probe.messages('/voxels')[0].header.frame_id == 'velodyne'
+        node.terminate()
+        node.wait(timeout=20)
+        assert 'onnxruntime (CPUExecutionProvider' in (tmp_path / 'node.log').read_text()
+    finally:
+        probe.close()

@@ -57,27 +57,35 @@ def measure(predictor: Predictor, frame, runs: int, warmup: int) -> dict:
             'peak_gpu_mib': torch.cuda.max_memory_allocated(predictor.device) / 2**20 if cuda else None}
 
 
-def format_table(preset_name: str, rows: list[tuple[str, str, dict]], hw: dict) -> str:
+def format_table(preset_name: str, rows: list[dict], hw: dict) -> str:
+    """Rows of {backend, device, precision, figures from :func:`measure`, agreement} → text."""
     lines = [f'preset {preset_name}; torch {torch.__version__}']
     lines += [f'  {dev}: {name}' for dev, name in hw.items()]
-    lines.append(f'{"device":<6} {"precision":<9} {"p50 s":>8} {"p95 s":>8} {"FPS":>7} '
-                 f'{"peak host MiB":>14} {"peak GPU MiB":>13}')
-    for device, precision, r in rows:
+    base = next((r for r in rows if (r['backend'], r['device'], r['precision']) == ('torch', 'cpu', 'fp32')),
+                None)
+    lines.append(f'{"backend":<12} {"device":<6} {"precision":<9} {"p50 s":>8} {"p95 s":>8} {"FPS":>7} '
+                 f'{"peak host MiB":>14} {"peak GPU MiB":>13} {"speed-up":>9} {"argmax agree":>13}')
+    for r in rows:
         gpu = f'{r["peak_gpu_mib"]:.0f}' if r['peak_gpu_mib'] is not None else '-'
-        lines.append(f'{device:<6} {precision:<9} {r["p50_s"]:>8.3f} {r["p95_s"]:>8.3f} '
-                     f'{r["fps"]:>7.3f} {r["peak_host_mib"]:>14.0f} {gpu:>13}')
-    cpu = [r for d, p, r in rows if d == 'cpu' and p == 'fp32']
-    if cpu:
+        speed = f'{base["p50_s"] / r["p50_s"]:.2f}x' if base else '-'
+        agree = f'{r["agreement"]:.4%}' if r.get('agreement') is not None else '-'
+        lines.append(f'{r["backend"]:<12} {r["device"]:<6} {r["precision"]:<9} {r["p50_s"]:>8.3f} '
+                     f'{r["p95_s"]:>8.3f} {r["fps"]:>7.3f} {r["peak_host_mib"]:>14.0f} {gpu:>13} '
+                     f'{speed:>9} {agree:>13}')
+    if base:
         lo, hi = AUTHORS_CPU_FORWARD_S
-        lines.append(f'authors\' implementation, CPU fp32, 2 cores / 2 threads (reference data): '
-                     f'{lo}-{hi} s; ours p50 {cpu[0]["p50_s"]:.2f} s '
-                     f'({lo / cpu[0]["p50_s"]:.2f}x-{hi / cpu[0]["p50_s"]:.2f}x)')
+        lines.append("speed-up: against torch cpu fp32 (eager, the authors' way) of this run; "
+                     'agreement: argmax against it on the sample frame')
+        lines.append(f"authors' implementation, CPU fp32, 2 cores / 2 threads (reference data): "
+                     f'{lo}-{hi} s; ours p50 {base["p50_s"]:.2f} s '
+                     f'({lo / base["p50_s"]:.2f}x-{hi / base["p50_s"]:.2f}x)')
     return '\n'.join(lines)
 
 
 def run(preset_name: str, checkpoint=None, devices=('cpu',), precisions=None, runs=3,
-        warmup=1) -> str:
-    """Measure each device × precision (None: fp32 on CPU, fp32/fp16/bf16 on CUDA) → table."""
+        warmup=1, onnx=None) -> str:
+    """Measure torch on each device × precision (None: fp32 on CPU, fp32/fp16/bf16 on CUDA) and,
+    given an exported model, onnxruntime on each device → table."""
     if checkpoint:
         model, preset = load_model(checkpoint, preset_name)
     else:
@@ -85,7 +93,20 @@ def run(preset_name: str, checkpoint=None, devices=('cpu',), precisions=None, ru
         torch.manual_seed(0)
         model = preset.model.build()
     frame = sample_frame(preset)
-    rows, hw = [], {}
+    rows, hw, baseline = [], {}, None
+
+    def add(backend, device, precision, predictor):
+        nonlocal baseline
+        figures = measure(predictor, frame, runs, warmup)
+        inputs = predictor.prepare([frame.image], [frame.depth], [frame.K], [frame.cam_from_grid])
+        labels = predictor.labels(inputs)
+        if baseline is None and (backend, device, precision) == ('torch', 'cpu', 'fp32'):
+            baseline = labels
+        agreement = float((labels == baseline).mean()) if baseline is not None else None
+        rows.append({'backend': backend, 'device': device, 'precision': precision, **figures,
+                     'agreement': agreement})
+        print(f'  measured {backend} {device} {precision}', flush=True)
+
     for device in devices:
         device = torch.device(device)
         if device.type == 'cuda' and not torch.cuda.is_available():
@@ -97,10 +118,15 @@ def run(preset_name: str, checkpoint=None, devices=('cpu',), precisions=None, ru
             if device.type == 'cpu' and precision == 'fp16':
                 print('fp16 autocast is CUDA-only: skipping cpu fp16')
                 continue
-            predictor = Predictor(model, preset, device, precision)
-            rows.append((str(device), precision, measure(predictor, frame, runs, warmup)))
-            print(f'  measured {device} {precision}', flush=True)
+            add('torch', str(device), precision, Predictor(model, preset, device, precision))
         model.to('cpu')
+        if onnx:
+            try:
+                runtime = Predictor.from_checkpoint(onnx, preset, str(device), backend='onnxruntime')
+            except RuntimeError as e:
+                print(f'onnxruntime on {device}: {e}')
+                continue
+            add('onnxruntime', str(device), 'fp32', runtime)
     return format_table(preset.name, rows, hw)
 
 
@@ -117,6 +143,8 @@ def main(argv=None):
     parser.add_argument('--runs', type=int, default=3)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s choice)')
+    parser.add_argument('--onnx', help='also time this exported model (ssc_core.tools.export) with '
+                        'onnxruntime')
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -125,7 +153,7 @@ def main(argv=None):
         if p not in PRECISIONS:
             parser.error(f'--precision: unknown {p!r}; expected {list(PRECISIONS)}')
     print(run(args.preset, args.checkpoint, args.device.split(','), precisions, args.runs,
-              args.warmup))
+              args.warmup, args.onnx))
 
 
 if __name__ == '__main__':

@@ -61,8 +61,8 @@ def main(argv=None):
     print(f'wrote {out / "labels.npy"} (uint8 {prediction.labels.shape}) and {png}')
     if args.runs > 0:
         figures = measure(predictor, frame, args.runs, warmup=0)
-        print(format_table(preset.name, [(str(predictor.device), 'fp32', figures)],
-                           {str(predictor.device): hardware(predictor.device)}))
+        row = {'backend': 'torch', 'device': str(predictor.device), 'precision': 'fp32', **figures}
+        print(format_table(preset.name, [row], {str(predictor.device): hardware(predictor.device)}))
 
 
 if __name__ == '__main__':

@@ -1,9 +1,10 @@
-"""Predict the built-in sample frame, render it, and print benchmark figures.
+"""Predict a built-in street frame, render it beside its ground truth, and print figures.
 
-    python -m ssc_core.tools.demo --out outputs/demo [--checkpoint symphonies.safetensors]
+    python -m ssc_core.tools.demo --out outputs/demo [--checkpoint semantic_kitti_e25_miou0.1489.ckpt]
 
-Without --checkpoint the network has untrained (seeded random) weights: the picture shows the
-pipeline working end to end, not a meaningful scene.
+By default the built-in model runs (ssc_core/weights/small_synthetic.safetensors: the reduced
+``small`` preset trained on synthetic streets, see scripts/train_builtin.sh). With --checkpoint the
+frame is rendered for that checkpoint's camera and grid (e.g. the authors' SemanticKITTI model).
 """
 import argparse
 import sys
@@ -13,54 +14,55 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import CheckpointError, load_model
-from ..data.sample import sample_frame
+from ..checkpoint import BUILTIN_CHECKPOINT, CheckpointError, load_model
+from ..data.sample import sample_frame, street_frame
+from ..metrics import SSCMetrics
 from ..predictor import Predictor
-from ..presets import PRESETS, get_preset
-from ..render import render_prediction
+from ..presets import PRESETS
+from ..render import render_scene
+from ..training.module import format_scores
 from .bench import format_table, hardware, measure
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--checkpoint', help='weights (ours .safetensors or the authors\' .ckpt)')
-    parser.add_argument('--preset', default='semantic_kitti', choices=sorted(PRESETS))
+    parser.add_argument('--checkpoint', default=str(BUILTIN_CHECKPOINT),
+                        help='weights (default: the built-in model)')
+    parser.add_argument('--preset', choices=sorted(PRESETS), help='default: from the checkpoint')
     parser.add_argument('--out', default='outputs/demo', help='output folder')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--runs', type=int, default=2, help='timed forwards after the prediction')
+    parser.add_argument('--seed', type=int, default=3, help='which synthetic street')
+    parser.add_argument('--runs', type=int, default=3, help='timed forwards after the prediction')
     args = parser.parse_args(argv)
 
-    if args.checkpoint:
-        try:
-            model, preset = load_model(args.checkpoint, args.preset)
-        except CheckpointError as e:
-            sys.exit(f'ssc_demo: {e}')
-        source = args.checkpoint
-    else:
-        preset = get_preset(args.preset)
-        torch.manual_seed(0)
-        model = preset.model.build()
-        source = 'untrained weights (no --checkpoint given)'
+    try:
+        model, preset = load_model(args.checkpoint, args.preset)
+    except CheckpointError as e:
+        sys.exit(f'demo: {e}')
     predictor = Predictor(model, preset, args.device)
-    frame = sample_frame(preset)
-    print(f'preset {preset.name}, weights: {source}, device {hardware(predictor.device)}')
+    frame = street_frame(preset, args.seed)
+    print(f'preset {preset.name}, weights {args.checkpoint}, device {hardware(predictor.device)}')
 
     start = time.perf_counter()
     prediction = predictor.predict(frame.image, frame.depth, frame.K, frame.cam_from_grid)
-    print(f'first prediction (incl. geometry): {time.perf_counter() - start:.2f} s')
+    print(f'first prediction (incl. camera geometry): {time.perf_counter() - start:.2f} s')
+    metrics = SSCMetrics(preset.model.num_classes)
+    metrics.update(torch.from_numpy(prediction.labels[None]), torch.from_numpy(frame.labels[None]))
+    print(format_scores(metrics.compute(), preset.class_names, 'this frame against its ground truth:'))
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / 'labels.npy', prediction.labels)
-    png = render_prediction(out / 'prediction.png', prediction.labels, preset.class_names,
-                            frame.image, prediction.fov_mask,
-                            title=f'Symphonies {preset.name}: {source}')
-    counts = np.bincount(prediction.labels.ravel(), minlength=len(preset.class_names))
-    print('voxels per class: ' + ', '.join(
-        f'{name} {n}' for name, n in zip(preset.class_names, counts, strict=True) if n))
+    height, width = preset.image_shape
+    png = render_scene(out / 'prediction.png', {'prediction': prediction.labels,
+                                                'ground truth': frame.labels},
+                       preset.class_names, preset.model.voxel_size, preset.voxel_origin, frame.image,
+                       (frame.K, frame.cam_from_grid, (width, height)),
+                       title=f'Symphonies ({preset.name}): {Path(args.checkpoint).name}')
     print(f'wrote {out / "labels.npy"} (uint8 {prediction.labels.shape}) and {png}')
     if args.runs > 0:
-        figures = measure(predictor, frame, args.runs, warmup=0)
+        figures = measure(predictor, sample_frame(preset), args.runs, warmup=1)
         row = {'backend': 'torch', 'device': str(predictor.device), 'precision': 'fp32', **figures}
         print(format_table(preset.name, [row], {str(predictor.device): hardware(predictor.device)}))
 

@@ -39,7 +39,7 @@ def export_onnx(model: Symphonies, preset: Preset, inputs: dict[str, torch.Tenso
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp')
-    wrapper = ExportedNetwork(model.eval().cpu())
+    wrapper = ExportedNetwork(model.eval().cpu()).eval()
     args = tuple(inputs[k].cpu()[:1] for k in NETWORK_INPUTS)
     with torch.no_grad():
         program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=OPSET,

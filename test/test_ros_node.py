@@ -102,12 +102,17 @@ def camera_info():
     return CameraInfo(k=list(np.array(SMALL.cam_K).ravel()), width=320, height=96)
 
 
-def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
+def feed(probe):
+    """Record the node's voxels and diagnostics; publishers of its three inputs."""
     probe.record(PointCloud2, '/voxels')
     probe.record(DiagnosticArray, '/diagnostics')
-    pub_image = probe.node.create_publisher(Image, '/camera/image', 10)
-    pub_depth = probe.node.create_publisher(Image, '/camera/depth', 10)
-    pub_info = probe.node.create_publisher(CameraInfo, '/camera/camera_info', 10)
+    return (probe.node.create_publisher(Image, '/camera/image', 10),
+            probe.node.create_publisher(Image, '/camera/depth', 10),
+            probe.node.create_publisher(CameraInfo, '/camera/camera_info', 10))
+
+
+def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
+    pub_image, pub_depth, pub_info = feed(probe)
     log = tmp_path / 'node.log'
     node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'diagnostics_period:=0.2', *REMAP),
                  log)
@@ -178,11 +183,7 @@ def test_startup_errors_exit_with_one_clear_message(checkpoint, args, message):
 
 
 def test_under_load_stale_frames_are_dropped_and_counted(checkpoint, probe, tmp_path):
-    probe.record(PointCloud2, '/voxels')
-    probe.record(DiagnosticArray, '/diagnostics')
-    pub_image = probe.node.create_publisher(Image, '/camera/image', 10)
-    pub_depth = probe.node.create_publisher(Image, '/camera/depth', 10)
-    pub_info = probe.node.create_publisher(CameraInfo, '/camera/camera_info', 10)
+    pub_image, pub_depth, pub_info = feed(probe)
     node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'diagnostics_period:=0.5', *REMAP),
                  tmp_path / 'node.log')
     probe.wait_for(lambda: probe.messages('/diagnostics'), 60, 'the node to start')

@@ -209,3 +209,30 @@ def test_under_load_stale_frames_are_dropped_and_counted(checkpoint, probe, tmp_
     assert int(values['received_image']) > int(values['processed']) + int(values['dropped_stale']) - 5
     assert node.poll() is None
     assert stop(node) == 0
+
+
+def test_compressed_images(checkpoint, probe, tmp_path):
+    """image_transport:=compressed reads sensor_msgs/CompressedImage (PNG/JPEG) on image/compressed."""
+    import io
+
+    from PIL import Image as PILImage
+    from sensor_msgs.msg import CompressedImage
+
+    pub_image = probe.node.create_publisher(CompressedImage, '/camera/image/compressed', 10)
+    _, pub_depth, pub_info = feed(probe)
+    node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'image_transport:=compressed',
+                              '-r', 'image/compressed:=/camera/image/compressed', *REMAP[2:]),
+                 tmp_path / 'node.log')
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.full((96, 320, 3), 90, np.uint8)).save(buffer, format='PNG')
+    stamp = 5_000_000_000
+    while not probe.messages('/voxels') and stamp < 5_000_000_000 + 60 * 10**9:
+        image, depth = frame(stamp)
+        pub_info.publish(camera_info())
+        pub_image.publish(CompressedImage(header=image.header, format='png', data=buffer.getvalue()))
+        pub_depth.publish(depth)
+        stamp += 10**9
+        time.sleep(1.0)
+    assert probe.messages('/voxels'), (tmp_path / 'node.log').read_text()
+    assert probe.messages('/voxels')[0].header.stamp.sec >= 5
+    assert stop(node) == 0

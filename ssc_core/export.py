@@ -2,7 +2,9 @@
 
 The graph takes one frame (batch 1) at the preset's image size. Data-dependent selections
 (field of view, depth proposals) become ``NonZero`` + gathers/scatters, and matrix inverses a
-closed form, so ONNX Runtime and TensorRT accept it; the result equals PyTorch's.
+closed form, so ONNX Runtime and TensorRT accept it; the result equals PyTorch's. The class
+head is exported as the authors' layers (``ConvTranspose``/``Conv``, which ONNX Runtime and
+TensorRT run natively), not as PyTorch's CPU sub-pixel GEMMs.
 """
 import json
 import os
@@ -41,9 +43,14 @@ def export_onnx(model: Symphonies, preset: Preset, inputs: dict[str, torch.Tenso
     tmp = path.with_name(f'.{path.name}.tmp')
     wrapper = ExportedNetwork(model.eval().cpu()).eval()
     args = tuple(inputs[k].cpu()[:1] for k in NETWORK_INPUTS)
-    with torch.no_grad():
-        program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=OPSET,
-                                    input_names=list(NETWORK_INPUTS), output_names=['labels', 'logits'])
+    head = model.decoder.cls_head
+    subpixel, head.subpixel = head.subpixel, False
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=OPSET,
+                                        input_names=list(NETWORK_INPUTS), output_names=['labels', 'logits'])
+    finally:
+        head.subpixel = subpixel
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(preset.to_dict())

@@ -94,8 +94,8 @@ class Predictor:
     the grid pose exactly as the authors' datasets do, and cached per calibration.
 
     Args:
-        network: a :class:`Symphonies` module (run with PyTorch on ``device`` at ``precision``)
-            or a backend from :mod:`ssc_core.backends`.
+        network: a :class:`Symphonies` module (run with PyTorch on ``device`` at ``precision``,
+            see :class:`~ssc_core.backends.TorchBackend`) or a backend from :mod:`ssc_core.backends`.
         preset: the network's dataset settings.
     """
 
@@ -110,12 +110,13 @@ class Predictor:
     def from_checkpoint(cls, path, preset: Preset | str | None = None, device='cpu',
                         precision: str = 'fp32', backend: str = 'torch',
                         allow_fallback: bool = False) -> 'Predictor':
-        """Build from a checkpoint (torch) or an exported ``.onnx`` file (onnxruntime)."""
+        """Build from a checkpoint (torch, torch_compile) or an exported ``.onnx`` file
+        (onnxruntime)."""
         if isinstance(preset, str):
             preset = get_preset(preset)
-        if backend == 'torch':
+        if backend in ('torch', 'torch_compile'):
             model, preset = load_model(path, preset, device)
-            return cls(model, preset, device, precision)
+            return cls(TorchBackend(model, device, precision, compile=backend == 'torch_compile'), preset)
         if backend == 'onnxruntime':
             from .backends.onnxruntime_backend import OnnxRuntimeBackend
             runtime = OnnxRuntimeBackend(path, device, precision, allow_fallback)

@@ -46,7 +46,8 @@ PARAMETERS = {
     'checkpoint': Parameter(BUILTIN, 'weights file (ours, a training run\'s or the authors\'); '
                             '"builtin" = the built-in small model'),
     'preset': Parameter('', 'preset of the weights (empty: from the checkpoint)'),
-    'backend': Parameter('torch', 'inference backend; onnxruntime takes an .onnx file from '
+    'backend': Parameter('torch', 'inference backend; torch_compile compiles on the first frame '
+                         '(minutes on a CPU); onnxruntime takes an .onnx file from '
                          'ssc_core.tools.export as checkpoint', BACKENDS),
     'device': Parameter('cpu', 'cpu, cuda or cuda:N (onnxruntime: TensorRT, then CUDA)'),
     'allow_cpu_fallback': Parameter(False, 'onnxruntime: run on the CPU when no GPU provider is usable '

@@ -60,9 +60,20 @@ def test_benchmark_figures_on_small_model():
     frame = type('Frame', (), dict(image=image, depth=depth, K=K, cam_from_grid=pose))
     figures = measure(predictor, frame, runs=3, warmup=1)
     assert figures['runs'] == 3 and 0 < figures['p50_s'] <= figures['p95_s']
-    assert figures['peak_host_mib'] > 100 and figures['peak_gpu_mib'] is None
-    row = {'backend': 'torch', 'device': 'cpu', 'precision': 'fp32', **figures, 'agreement': 1.0}
+    assert figures['first_s'] > 0 and figures['peak_host_mib'] > 100 and figures['peak_gpu_mib'] is None
+    row = {'label': 'torch', 'device': 'cpu', 'precision': 'fp32', **figures, 'agreement': 1.0}
     table = format_table('small_test', [row], {'cpu': 'test cpu'})
     assert 'p50 s' in table and '1.00x' in table
     assert 'authors\' implementation' not in table  # their figure is for another network
     assert 'authors\' implementation' in format_table('semantic_kitti', [row], {'cpu': 'test cpu'})
+
+
+def test_benchmark_tool_rows_against_the_authors_layers():
+    out = run_tool('bench', '--preset', 'small', '--device', 'cpu', '--runs', '2')
+    lines = out.stdout.splitlines()
+    base = next(line for line in lines if line.startswith("torch (authors' layers)"))
+    fast = next(line for line in lines if line.startswith('torch ') and 'authors' not in line)
+    assert base.split()[-2] == '1.00x' and base.split()[-1] == '100.0000%'
+    speed_up, agreement = float(fast.split()[-2][:-1]), float(fast.split()[-1][:-1])
+    print(f'small preset, optimized eager vs authors\' layers: {speed_up:.2f}x, {agreement}% agree')
+    assert speed_up > 0 and agreement >= 99.99

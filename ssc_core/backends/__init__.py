@@ -5,6 +5,6 @@ A backend runs the network on prepared inputs (see ``Predictor.prepare``) and re
 """
 from .torch_backend import TorchBackend
 
-BACKENDS = ('torch', 'onnxruntime')
+BACKENDS = ('torch', 'torch_compile', 'onnxruntime')
 
 __all__ = ['BACKENDS', 'TorchBackend']

@@ -1,34 +1,66 @@
-"""PyTorch eager, optionally under fp16/bf16 autocast."""
+"""PyTorch, eager or ``torch.compile``d, optionally under fp16/bf16 autocast."""
 import numpy as np
 import torch
 
 from ..model import Symphonies
+from .host_memory import keep_freed_memory
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
 class TorchBackend:
-    """Runs a :class:`Symphonies` module on ``device``; precision 'fp32', 'fp16' or 'bf16'."""
+    """Runs a :class:`Symphonies` module on ``device``.
+
+    Args:
+        precision: 'fp32', or 'fp16'/'bf16' autocast of the image encoder (the decoder's
+            geometry and attention stay fp32, like the authors').
+        optimize: compute the same function faster: sub-pixel GEMM class head and, on CPU,
+            host memory kept for the next frame (:mod:`.host_memory`). False runs the layers
+            exactly as the authors wrote them (the benchmark's baseline).
+        compile: ``torch.compile`` the network (compiled on the first frames).
+    """
 
     name = 'torch'
 
-    def __init__(self, model: Symphonies, device='cpu', precision: str = 'fp32'):
+    def __init__(self, model: Symphonies, device='cpu', precision: str = 'fp32', optimize: bool = True,
+                 compile: bool = False):
         if precision not in PRECISIONS:
             raise ValueError(f'precision: expected one of {list(PRECISIONS)}, got {precision!r}')
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self.precision = precision
+        self.optimize = optimize
+        self.model.decoder.cls_head.subpixel = optimize
+        if optimize and self.device.type == 'cpu':
+            keep_freed_memory()
+        self.compiled = compile
+        self._forward = torch.compile(self.model) if compile else self.model
 
     def describe(self) -> str:
-        return f'torch on {self.device} ({self.precision})'
+        mode = 'compiled' if self.compiled else 'eager' if self.optimize else "eager, authors' layers"
+        return f'torch on {self.device} ({self.precision}, {mode})'
 
     @torch.no_grad()
     def run(self, inputs: dict[str, torch.Tensor], want_logits: bool = True):
         dtype = PRECISIONS[self.precision]
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = self.model(**inputs)[-1].float()
-        labels = logits.argmax(1).to(torch.uint8).cpu().numpy()
-        return labels, (logits if want_logits else None)
+            logits = self._forward(**inputs)[-1].float()
+        return class_labels(logits).cpu().numpy(), (logits if want_logits else None)
+
+
+def class_labels(logits: torch.Tensor) -> torch.Tensor:
+    """logits (B, C, ...) → (B, ...) uint8 index of the largest, the first on ties (like argmax).
+
+    A running maximum over the C class slices: several times faster than ``argmax(1)`` on
+    channels-first volumes on CPUs.
+    """
+    best = logits[:, 0].clone()
+    labels = torch.zeros(best.shape, dtype=torch.uint8, device=logits.device)
+    for c in range(1, logits.shape[1]):
+        higher = logits[:, c] > best
+        best = torch.where(higher, logits[:, c], best)
+        labels.masked_fill_(higher, c)
+    return labels
 
 
 def to_numpy(inputs: dict) -> dict[str, np.ndarray]:

@@ -11,17 +11,19 @@ from torch import nn
 
 from .deform_attn import DeformableSqueezeAttention
 from .pos_embed import LearnableSqueezePositionalEncoding
+from .subpixel_head import class_head, supports
 from .transformer import DeformableTransformerLayer, TransformerLayer
 
 
-def masked_indices(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def masked_indices(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """mask (B, N) bool → indices (B, M) of the True entries in increasing order (padded with
-    other indices) and valid (B, M) bool, with M the largest count in the batch."""
+    other indices) and valid (B, M) bool, with M the largest count in the batch; valid is None
+    when nothing is padded (B == 1)."""
     if mask.shape[0] == 1:  # no padding; a shape exporters can follow
         index = mask[0].nonzero()[:, 0].unsqueeze(0)
         if torch.compiler.is_exporting():  # exported graphs assume a non-empty selection
             torch._check(index.shape[1] > 0)
-        return index, torch.ones_like(index, dtype=torch.bool)
+        return index, None
     counts = mask.sum(1)
     num = int(counts.max()) if mask.shape[0] else 0
     order = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)[:, :num]
@@ -31,13 +33,19 @@ def masked_indices(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x (B, N, C), index (B, M) → (B, M, C)."""
+    if x.shape[0] == 1:  # whole rows at once
+        return x[0].index_select(0, index[0]).unsqueeze(0)
     return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
 
 
-def scatter_rows(x: torch.Tensor, index: torch.Tensor, valid: torch.Tensor,
+def scatter_rows(x: torch.Tensor, index: torch.Tensor, valid: torch.Tensor | None,
                  rows: torch.Tensor) -> torch.Tensor:
-    """Write rows (B, M, C) into x (B, N, C) at index (B, M) where valid; returns a new tensor."""
-    rows = torch.where(valid[..., None], rows, gather_rows(x, index))
+    """Write rows (B, M, C) into x (B, N, C) at index (B, M) where valid (None: everywhere);
+    returns a new tensor."""
+    if valid is None and x.shape[0] == 1:
+        return x[0].index_copy(0, index[0], rows[0]).unsqueeze(0)
+    if valid is not None:
+        rows = torch.where(valid[..., None], rows, gather_rows(x, index))
     return x.scatter(1, index[..., None].expand(-1, -1, x.shape[-1]), rows)
 
 
@@ -73,6 +81,41 @@ class Upsample(nn.Module):
 
     def forward(self, x):
         return self.up_bn(x)
+
+
+class ClassHead(nn.Sequential):
+    """``Sequential(z_up, Upsample or Identity, Conv3d 1x1)``, the authors' cls_head.
+
+    ``subpixel = True`` computes the upsamplings and the 1x1 conv in eval mode as sub-pixel
+    GEMMs (:func:`~ssc_core.model.subpixel_head.class_head`): the same function with a
+    fraction of the memory traffic. Training always runs the layers as written.
+    """
+
+    def __init__(self, *layers: nn.Module, subpixel: bool = False):
+        super().__init__(*layers)
+        self.subpixel = subpixel
+
+    def forward(self, x):
+        """x (B, C, X, Y, Z) → logits (B, K, X', Y', Z')."""
+        upsamplings = self._upsamplings() if self.subpixel and not self.training else None
+        if upsamplings:
+            return class_head(x, upsamplings, self[2])
+        return super().forward(x)
+
+    def _upsamplings(self):
+        """[(deconv, bn)] of the layers before the classifier, or None when one has another form."""
+        layers = []
+        for layer in self[:2]:
+            if isinstance(layer, Upsample):
+                layer = layer.up_bn
+            if isinstance(layer, nn.Identity):
+                continue
+            deconv, bn = layer[0], layer[1]
+            if not (isinstance(deconv, nn.ConvTranspose3d) and supports(deconv)
+                    and isinstance(bn, nn.BatchNorm3d) and isinstance(layer[2], nn.ReLU)):
+                return None
+            layers.append((deconv, bn))
+        return layers or None
 
 
 class VoxelProposalLayer(nn.Module):
@@ -112,19 +155,19 @@ class SymphoniesLayer(nn.Module):
             self.query_self_attn = TransformerLayer(embed_dims, num_heads)
 
     def forward(self, scene_embed, inst_queries, feats_flat, feat_shapes, scene_shape, scene_pos,
-                ref_2d, ref_3d, fov_index, fov_valid, fov_ref):
+                ref_2d, ref_3d, fov_index, fov_valid, pos_fov, fov_ref):
         """
         Args:
             scene_embed, scene_pos: (B, N, C); inst_queries: (B, Q, C).
             feats_flat: (B, Nf, C) image levels of ``feat_shapes``; scene_shape: (X, Y, Z).
             ref_2d: (B, Q, L, 2) (x, y); ref_3d: (B, Q, 1, 3) (z, y, x).
-            fov_index, fov_valid: (B, M) from :func:`masked_indices` of the FOV mask;
+            fov_index, fov_valid: from :func:`masked_indices` of the FOV mask; pos_fov (B, M, C)
+                the positional encoding of those voxels;
             fov_ref: (B, M, 1, 3) (z, y, x) of those voxels.
         Returns:
             scene_embed (B, N, C), inst_queries (B, Q, C)
         """
         scene_fov = gather_rows(scene_embed, fov_index)
-        pos_fov = gather_rows(scene_pos, fov_index)
         inst_queries = self.query_image_cross_defrom_attn(inst_queries, feats_flat, None, ref_2d,
                                                           feat_shapes)
         scene_fov = self.scene_query_cross_attn(scene_fov, inst_queries, inst_queries, pos_fov)
@@ -187,7 +230,7 @@ class SymphoniesDecoder(nn.Module):
             nn.ConvTranspose3d(embed_dims, embed_dims, 3, stride=(1, 1, downsample_z), padding=1,
                                output_padding=(0, 0, downsample_z - 1)),
             nn.BatchNorm3d(embed_dims), nn.ReLU()) if downsample_z != 1 else nn.Identity())
-        self.cls_head = nn.Sequential(
+        self.cls_head = ClassHead(
             z_up,
             Upsample(embed_dims, embed_dims) if project_scale == 2 else nn.Identity(),
             nn.Conv3d(embed_dims, num_classes, kernel_size=1))
@@ -233,6 +276,7 @@ class SymphoniesDecoder(nn.Module):
                                           proposal_mask, ref_pix)
 
         fov_index, fov_valid = masked_indices(fov_mask)
+        pos_fov = gather_rows(scene_pos, fov_index)
         voxel_ref = self.voxel_grid.flatten(1).t().flip(-1)  # (N, 3) as (z, y, x)
         fov_ref = voxel_ref[fov_index].unsqueeze(2)
 
@@ -240,7 +284,7 @@ class SymphoniesDecoder(nn.Module):
         for i, layer in enumerate(self.layers):
             scene_embed, inst_queries = layer(scene_embed, inst_queries, feats_flat, feat_shapes,
                                               self.scene_shape, scene_pos, ref_2d, ref_3d,
-                                              fov_index, fov_valid, fov_ref)
+                                              fov_index, fov_valid, pos_fov, fov_ref)
             last = i == len(self.layers) - 1
             if i == self.aspp_after_layer or self.training or last:
                 volume = scene_embed.transpose(1, 2).reshape(bs, -1, *self.scene_shape)

@@ -38,16 +38,16 @@ def multi_scale_deformable_attn(value: torch.Tensor, spatial_shapes: SpatialShap
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
     values = value.split([h * w for h, w in spatial_shapes], dim=1)
     grids = 2 * sampling_locations - 1
-    sampled = []
+    weights = attention_weights.transpose(1, 2).reshape(bs * num_heads, 1, num_queries,
+                                                        num_levels, num_points)
+    out = None
     for level, (h, w) in enumerate(spatial_shapes):
         value_l = values[level].flatten(2).transpose(1, 2).reshape(bs * num_heads, head_dims, h, w)
         grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # (B*heads, Nq, P, 2)
-        sampled.append(
-            F.grid_sample(value_l, grid_l, mode='bilinear', padding_mode='zeros',
-                          align_corners=False))  # (B*heads, D, Nq, P)
-    weights = attention_weights.transpose(1, 2).reshape(bs * num_heads, 1, num_queries,
-                                                        num_levels * num_points)
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)
+        sampled = F.grid_sample(value_l, grid_l, mode='bilinear', padding_mode='zeros',
+                                align_corners=False)  # (B*heads, D, Nq, P)
+        part = (sampled * weights[..., level, :]).sum(-1)  # (B*heads, D, Nq)
+        out = part if out is None else out + part
     return out.view(bs, num_heads * head_dims, num_queries).transpose(1, 2).contiguous()
 
 

@@ -1,0 +1,129 @@
+"""The class head as sub-pixel GEMMs: the authors' layers, computed with less memory traffic.
+
+The authors' head is ``ConvTranspose3d(k=3, padding=1, stride (1, 1, 2))`` → BN → ReLU (the Z
+upsampling), ``ConvTranspose3d(k=3, padding=1, stride 2)`` → BN → ReLU, then a 1x1x1 conv. Run
+as written on a CPU, the transposed convs write (B, 128, X, Y, Z) volumes that are reordered
+and read again: over 1 GB moved several times at the SemanticKITTI size.
+
+Along an axis with stride 2, output ``2m`` takes kernel tap 1 at input ``m`` and output
+``2m + 1`` taps 2 and 0 at inputs ``m`` and ``m + 1``; with stride 1, output ``m`` takes taps
+2, 1, 0 at inputs ``m - 1``, ``m``, ``m + 1``. So every output parity is a sum of matrix
+products over the input voxels. With the input channels-last inside a zero border, an input
+shift is a constant row offset: every product is one ``addmm`` on contiguous rows, BN is folded
+into the weights, and the 1x1 conv runs per parity before anything 128 channels wide is written.
+"""
+import itertools
+
+import torch
+from torch import nn
+
+Layer = tuple[nn.ConvTranspose3d, nn.BatchNorm3d]
+
+
+def supports(deconv: nn.ConvTranspose3d) -> bool:
+    """Whether a transposed conv has a geometry :func:`class_head` computes: 3x3x3, padding 1,
+    strides of 1 or 2 with output padding ``stride - 1``."""
+    return (deconv.kernel_size == (3, 3, 3) and deconv.padding == (1, 1, 1)
+            and all(s in (1, 2) for s in deconv.stride)
+            and deconv.output_padding == tuple(s - 1 for s in deconv.stride)
+            and deconv.groups == 1 and deconv.dilation == (1, 1, 1))
+
+
+def fold_batchnorm(deconv: nn.ConvTranspose3d, bn: nn.BatchNorm3d, dtype: torch.dtype):
+    """Eval-mode BN folded into a transposed conv → weight (3, 3, 3, C_in, C_out), bias (C_out,)."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = deconv.bias if deconv.bias is not None else torch.zeros_like(bn.running_mean)
+    weight = deconv.weight.permute(2, 3, 4, 0, 1) * scale
+    return weight.to(dtype), ((bias - bn.running_mean) * scale + bn.bias).to(dtype)
+
+
+def _axis_phases(stride: int):
+    """(output parity, ((input shift, kernel tap), ...)) of one axis."""
+    if stride == 1:
+        return ((0, ((-1, 2), (0, 1), (1, 0))),)
+    return (0, ((0, 1),)), (1, ((0, 2), (1, 0)))
+
+
+class _Bordered:
+    """A zero-bordered channels-last buffer for an (X, Y, Z, C) volume: ``lo`` voxels before
+    the data on each axis (1 where a stride-1 axis reads ``m - 1``), one after, and a spare X
+    slab so that every shifted row range stays inside."""
+
+    def __init__(self, shape, channels: int, lo, like: torch.Tensor, dtype: torch.dtype):
+        self.shape, self.lo = tuple(shape), tuple(lo)
+        nx, ny, nz = shape
+        self.buffer = like.new_zeros((nx + lo[0] + 2, ny + lo[1] + 1, nz + lo[2] + 1, channels),
+                                     dtype=dtype)
+
+    @property
+    def interior(self) -> torch.Tensor:
+        (nx, ny, nz), (lx, ly, lz) = self.shape, self.lo
+        return self.buffer[lx:lx + nx, ly:ly + ny, lz:lz + nz]
+
+    def transposed_conv(self, weight, bias, strides):
+        """relu(transposed conv + bias) of the interior → yields (parity (px, py, pz), rows):
+        rows (X, Y, Z, C_out) are the outputs ``out[px::sx, py::sy, pz::sz]``."""
+        _, yp, zp, c = self.buffer.shape
+        rows = self.buffer.view(-1, c)
+        row_strides = (yp * zp, zp, 1)
+        span = self.shape[0] * row_strides[0]
+        for phases in itertools.product(*(_axis_phases(s) for s in strides)):
+            acc = None
+            for taps in itertools.product(*(t for _, t in phases)):
+                offset = sum((lo + shift) * rs for (shift, _), lo, rs in zip(taps, self.lo, row_strides))
+                src = rows[offset:offset + span]
+                w = weight[taps[0][1], taps[1][1], taps[2][1]]
+                acc = torch.addmm(bias, src, w) if acc is None else acc.addmm_(src, w)
+            yield tuple(p for p, _ in phases), acc.relu_()
+
+    def rows_to_volume(self, rows: torch.Tensor) -> torch.Tensor:
+        """(span, C) rows from :meth:`transposed_conv` → the (X, Y, Z, C) voxels they belong to."""
+        _, yp, zp, _ = self.buffer.shape
+        nx, ny, nz = self.shape
+        return rows.view(nx, yp, zp, -1)[:, :ny, :nz]
+
+
+def class_head(x: torch.Tensor, upsamplings: list[Layer], classifier: nn.Conv3d) -> torch.Tensor:
+    """``classifier(up_n(... up_1(x)))`` in eval mode, each ``up = relu(bn(deconv))``, as
+    sub-pixel GEMMs (see :func:`supports` for the deconvs it takes).
+
+    x (B, C, X, Y, Z) → logits (B, K, X', Y', Z'); in autocast's dtype when it is on.
+    """
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+    layers = [(*fold_batchnorm(deconv, bn, dtype), deconv.stride) for deconv, bn in upsamplings]
+    cls_weight = classifier.weight.flatten(1).t().to(dtype)  # (C, K)
+    cls_bias = (classifier.bias if classifier.bias is not None
+                else classifier.weight.new_zeros(classifier.out_channels)).to(dtype)
+    with torch.autocast(device, enabled=False):
+        return torch.stack([_class_head_one(sample.to(dtype), layers, cls_weight, cls_bias)
+                            for sample in x.unbind(0)])
+
+
+def _bordered(x: torch.Tensor, shape, strides) -> _Bordered:
+    return _Bordered(shape, x.shape[0], [1 if s == 1 else 0 for s in strides], x, x.dtype)
+
+
+def _class_head_one(x, layers, cls_weight, cls_bias):
+    """x (C, X, Y, Z) → (K, X', Y', Z')."""
+    shape = x.shape[1:]
+    current = _bordered(x, shape, layers[0][2])
+    current.interior.copy_(x.permute(1, 2, 3, 0))
+    for i, (weight, bias, strides) in enumerate(layers):
+        shape = tuple(n * s for n, s in zip(shape, strides))
+        last = i == len(layers) - 1
+        if last:
+            out = x.new_empty((cls_weight.shape[1], *shape))
+        else:
+            following = _bordered(x, shape, layers[i + 1][2])
+            out = following.interior
+        for (px, py, pz), rows in current.transposed_conv(weight, bias, strides):
+            phase = (slice(px, None, strides[0]), slice(py, None, strides[1]), slice(pz, None, strides[2]))
+            if last:
+                scores = current.rows_to_volume(torch.addmm(cls_bias, rows, cls_weight))
+                out[(slice(None), *phase)] = scores.permute(3, 0, 1, 2)
+            else:
+                out[phase] = current.rows_to_volume(rows)
+        if not last:
+            current = following
+    return out

@@ -1,0 +1,116 @@
+"""The inference-time rewrites compute the authors' function: sub-pixel class head, label
+argmax, host-memory reuse, torch.compile."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ssc_core.backends import TorchBackend
+from ssc_core.backends.torch_backend import class_labels
+from ssc_core.checkpoint import BUILTIN_CHECKPOINT
+from ssc_core.data.sample import sample_frame
+from ssc_core.model.decoder import ClassHead, Upsample
+from ssc_core.predictor import Predictor
+
+from small_model import SMALL_PRESET, small_frame
+
+
+def random_head(channels: int, classes: int, z_up: bool) -> ClassHead:
+    first = (nn.Sequential(nn.ConvTranspose3d(channels, channels, 3, stride=(1, 1, 2), padding=1,
+                                              output_padding=(0, 0, 1)),
+                           nn.BatchNorm3d(channels), nn.ReLU()) if z_up else nn.Identity())
+    head = ClassHead(first, Upsample(channels, channels), nn.Conv3d(channels, classes, 1))
+    for m in head.modules():
+        if isinstance(m, nn.BatchNorm3d):  # statistics far from the identity
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+    return head.eval()
+
+
+@pytest.mark.parametrize('z_up', [True, False])
+def test_subpixel_head_equals_the_authors_layers(z_up):
+    torch.manual_seed(0)
+    head = random_head(16, 5, z_up)
+    x = torch.randn(2, 16, 6, 7, 3)
+    with torch.no_grad():
+        reference = head(x)
+        head.subpixel = True
+        fast = head(x)
+    assert fast.shape == reference.shape == (2, 5, 12, 14, 6 * (2 if z_up else 1))
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+    assert (fast[1] - fast[0]).abs().max() > 0.1  # each sample its own result
+
+    head.train()  # training runs the layers (BN batch statistics, gradients)
+    out = head(x)
+    out.sum().backward()
+    assert head[1].up_bn[0].weight.grad is not None
+    assert not torch.allclose(out, reference)
+
+
+def test_head_of_another_geometry_runs_its_layers():
+    head = ClassHead(nn.Identity(), Upsample(4, 4), nn.Conv3d(4, 3, 1)).eval()
+    head[1].up_bn[0] = nn.ConvTranspose3d(4, 4, 3, stride=3, padding=1, output_padding=2)
+    head.subpixel = True
+    assert head._upsamplings() is None
+    x = torch.randn(1, 4, 3, 3, 3)
+    with torch.no_grad():
+        assert head(x).shape == (1, 3, 9, 9, 9)
+
+
+def test_class_labels_is_argmax_first_on_ties():
+    torch.manual_seed(0)
+    logits = torch.randint(0, 4, (2, 7, 9, 10, 3)).float()  # many ties
+    np.testing.assert_array_equal(class_labels(logits).numpy(), logits.argmax(1).numpy())
+    assert class_labels(logits).dtype == torch.uint8
+
+
+def test_optimized_backend_equals_the_authors_layers():
+    torch.manual_seed(0)
+    model = SMALL_PRESET.model.build()
+    inputs = Predictor(model, SMALL_PRESET).prepare(*[[x] for x in small_frame(4)])
+    reference = TorchBackend(model, optimize=False).run(inputs)
+    optimized = TorchBackend(model, optimize=True).run(inputs)
+    torch.testing.assert_close(optimized[1], reference[1], atol=2e-5, rtol=1e-5)
+    assert (optimized[0] == reference[0]).mean() >= 0.9999
+
+
+def test_keep_freed_memory_reuses_the_heap():
+    """A freed 256 MB block comes back without page faults once the thresholds are raised."""
+    script = textwrap.dedent('''
+        import resource, sys, torch
+        from ssc_core.backends.host_memory import keep_freed_memory
+        if sys.argv[1] == 'keep':
+            assert keep_freed_memory() and keep_freed_memory()
+        faults = []
+        for _ in range(3):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            x = torch.ones(64 * 2**20)
+            del x
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        print(faults[-1])
+    ''')
+    counts = {}
+    for mode in ('default', 'keep'):
+        out = subprocess.run([sys.executable, '-c', script, mode], capture_output=True, text=True,
+                             check=True)
+        counts[mode] = int(out.stdout.split()[-1])
+    print(f'page faults for the third 256 MB tensor: {counts}')
+    assert counts['default'] > 50_000 and counts['keep'] < counts['default'] // 20
+
+
+def test_torch_compile_backend():
+    predictor = Predictor.from_checkpoint(BUILTIN_CHECKPOINT, backend='torch_compile')
+    assert 'compiled' in predictor.backend.describe()
+    eager = Predictor.from_checkpoint(BUILTIN_CHECKPOINT)
+    frame = sample_frame(eager.preset)
+    inputs = eager.prepare([frame.image], [frame.depth], [frame.K], [frame.cam_from_grid])
+    compiled_labels = predictor.labels(inputs)
+    agreement = (compiled_labels == eager.labels(inputs)).mean()
+    print(f'torch.compile vs eager on the built-in model: {agreement:.6%}')
+    assert agreement >= 0.9999

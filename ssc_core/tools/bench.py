@@ -126,17 +126,18 @@ def format_table(preset_name: str, rows: list[dict], hw: dict) -> str:
     lines = [f'preset {preset_name}; torch {torch.__version__}']
     lines += [f'  {dev}: {name}' for dev, name in hw.items()]
     base = rows[0] if rows else None
-    lines.append(f'{"backend":<26} {"device":<6} {"precision":<9} {"first s":>8} {"p50 s":>8} '
+    width = max([26] + [len(r["label"]) for r in rows])
+    lines.append(f'{"backend":<{width}} {"device":<6} {"precision":<9} {"first s":>8} {"p50 s":>8} '
                  f'{"p95 s":>8} {"FPS":>7} {"peak host MiB":>14} {"peak GPU MiB":>13} '
                  f'{"speed-up":>9} {"argmax agree":>13}')
     for r in rows:
         gpu = f'{r["peak_gpu_mib"]:.0f}' if r['peak_gpu_mib'] is not None else '-'
         agree = f'{r["agreement"]:.4%}' if r.get('agreement') is not None else '-'
-        lines.append(f'{r["label"]:<26} {r["device"]:<6} {r["precision"]:<9} {r["first_s"]:>8.2f} '
+        lines.append(f'{r["label"]:<{width}} {r["device"]:<6} {r["precision"]:<9} {r["first_s"]:>8.2f} '
                      f'{r["p50_s"]:>8.3f} {r["p95_s"]:>8.3f} {r["fps"]:>7.3f} '
                      f'{r["peak_host_mib"]:>14.0f} {gpu:>13} {base["p50_s"] / r["p50_s"]:>8.2f}x '
                      f'{agree:>13}')
-    if base:
+    if len(rows) > 1:
         lines.append(f'speed-up (p50) and argmax agreement on the sample frame: against the first row, '
                      f'{base["label"]} {base["device"]} {base["precision"]}, of this run')
     if base and base['device'] == 'cpu' and preset_name == 'semantic_kitti':

@@ -63,7 +63,8 @@ def main(argv=None):
     print(f'wrote {out / "labels.npy"} (uint8 {prediction.labels.shape}) and {png}')
     if args.runs > 0:
         figures = measure(predictor, sample_frame(preset), args.runs, warmup=1)
-        row = {'backend': 'torch', 'device': str(predictor.device), 'precision': 'fp32', **figures}
+        row = {'label': predictor.backend.describe(), 'device': str(predictor.device),
+               'precision': 'fp32', **figures}
         print(format_table(preset.name, [row], {str(predictor.device): hardware(predictor.device)}))
 
 

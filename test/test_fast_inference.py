@@ -1,5 +1,6 @@
 """The inference-time rewrites compute the authors' function: sub-pixel class head, label
 argmax, host-memory reuse, torch.compile."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -114,3 +115,26 @@ def test_torch_compile_backend():
     agreement = (compiled_labels == eager.labels(inputs)).mean()
     print(f'torch.compile vs eager on the built-in model: {agreement:.6%}')
     assert agreement >= 0.9999
+
+
+def test_torch_compile_falls_back_to_eager_where_it_cannot_compile(tmp_path):
+    """No C++ compiler: the backend warns once and answers eagerly."""
+    script = textwrap.dedent('''
+        import numpy as np
+        from ssc_core.checkpoint import BUILTIN_CHECKPOINT
+        from ssc_core.data.sample import sample_frame
+        from ssc_core.predictor import Predictor
+        compiled = Predictor.from_checkpoint(BUILTIN_CHECKPOINT, backend='torch_compile')
+        eager = Predictor.from_checkpoint(BUILTIN_CHECKPOINT)
+        frame = sample_frame(eager.preset)
+        inputs = eager.prepare([frame.image], [frame.depth], [frame.K], [frame.cam_from_grid])
+        same = (compiled.labels(inputs) == eager.labels(inputs)).mean()
+        print(same, compiled.backend.describe())
+    ''')
+    env = {**os.environ, 'CXX': '/nonexistent/g++', 'CC': '/nonexistent/gcc',
+           'TORCHINDUCTOR_CACHE_DIR': str(tmp_path / 'inductor'), 'TORCHINDUCTOR_FX_GRAPH_CACHE': '0'}
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'torch.compile failed, running eager instead' in out.stderr
+    assert 'C++ compiler' in out.stderr
+    assert out.stdout.split()[0] == '1.0' and 'eager' in out.stdout

@@ -1,10 +1,14 @@
 """PyTorch, eager or ``torch.compile``d, optionally under fp16/bf16 autocast."""
+import logging
+
 import numpy as np
 import torch
+from torch._dynamo.exc import BackendCompilerFailed
 
 from ..model import Symphonies
 from .host_memory import keep_freed_memory
 
+log = logging.getLogger('ssc_core.torch')
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 
 
@@ -19,7 +23,8 @@ class TorchBackend:
             exactly as the authors wrote them (the benchmark's baseline).
         compile: ``torch.compile`` the network with weights frozen as constants (Inductor
             folds and pre-packs them), compiled on the first frame: minutes on a CPU, less
-            once Inductor's on-disk cache has it.
+            once Inductor's on-disk cache has it. Where compiling fails (no C++ compiler, say)
+            the backend says why in a warning and runs eager.
     """
 
     name = 'torch'
@@ -36,6 +41,7 @@ class TorchBackend:
         if optimize and self.device.type == 'cpu':
             keep_freed_memory()
         self.compiled = compile
+        self._untried = compile  # compiling happens, and can fail, on the first call
         self._forward = (torch.compile(self.model, options={'freezing': True}) if compile
                          else self.model)
 
@@ -47,8 +53,22 @@ class TorchBackend:
     def run(self, inputs: dict[str, torch.Tensor], want_logits: bool = True):
         dtype = PRECISIONS[self.precision]
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = self._forward(**inputs)[-1].float()
+            logits = self._network(inputs)[-1].float()
         return class_labels(logits).cpu().numpy(), (logits if want_logits else None)
+
+
+    def _network(self, inputs):
+        if not self._untried:
+            return self._forward(**inputs)
+        try:
+            return self._forward(**inputs)
+        except BackendCompilerFailed as e:
+            reason = str(e).strip().splitlines()[0]
+            log.warning('torch.compile failed, running eager instead: %s', reason)
+            self._forward, self.compiled = self.model, False
+            return self.model(**inputs)
+        finally:
+            self._untried = False
 
 
 def class_labels(logits: torch.Tensor) -> torch.Tensor:

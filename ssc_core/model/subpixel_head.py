@@ -62,7 +62,8 @@ class _Bordered:
 
     def transposed_conv(self, weight, bias, strides):
         """relu(transposed conv + bias) of the interior → yields (parity (px, py, pz), rows):
-        rows (X, Y, Z, C_out) are the outputs ``out[px::sx, py::sy, pz::sz]``."""
+        rows (span, C_out), of which :meth:`rows_to_volume` gives the (X, Y, Z, C_out) outputs
+        ``out[px::sx, py::sy, pz::sz]``; ``weight`` (3, 3, 3, C_in, C_out) as :func:`fold_batchnorm`."""
         _, yp, zp, c = self.buffer.shape
         rows = self.buffer.view(-1, c)
         row_strides = (yp * zp, zp, 1)

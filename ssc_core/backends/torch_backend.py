@@ -41,7 +41,6 @@ class TorchBackend:
         if optimize and self.device.type == 'cpu':
             keep_freed_memory()
         self.compiled = compile
-        self._untried = compile  # compiling happens, and can fail, on the first call
         self._forward = (torch.compile(self.model, options={'freezing': True}) if compile
                          else self.model)
 
@@ -56,19 +55,13 @@ class TorchBackend:
             logits = self._network(inputs)[-1].float()
         return class_labels(logits).cpu().numpy(), (logits if want_logits else None)
 
-
     def _network(self, inputs):
-        if not self._untried:
-            return self._forward(**inputs)
         try:
             return self._forward(**inputs)
-        except BackendCompilerFailed as e:
-            reason = str(e).strip().splitlines()[0]
-            log.warning('torch.compile failed, running eager instead: %s', reason)
+        except BackendCompilerFailed as e:  # only a compiled forward raises it
+            log.warning('torch.compile failed, running eager instead: %s', str(e).strip().splitlines()[0])
             self._forward, self.compiled = self.model, False
             return self.model(**inputs)
-        finally:
-            self._untried = False
 
 
 def class_labels(logits: torch.Tensor) -> torch.Tensor:

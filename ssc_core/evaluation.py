@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data.dataset import NETWORK_INPUTS, FrameRecord, SSCDataset
+from .data.dataset import FrameRecord, SSCDataset
+from .frame_inputs import NETWORK_INPUTS
 from .labels import SEMANTIC_KITTI_CLASSES, SEMANTIC_KITTI_LEARNING_MAP_INV
 from .predictor import Predictor
 

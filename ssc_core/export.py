@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .backends.onnxruntime_backend import METADATA_KEY
-from .data.dataset import NETWORK_INPUTS
+from .frame_inputs import NETWORK_INPUTS
 from .model import Symphonies
 from .presets import Preset
 
@@ -43,14 +43,9 @@ def export_onnx(model: Symphonies, preset: Preset, inputs: dict[str, torch.Tenso
     tmp = path.with_name(f'.{path.name}.tmp')
     wrapper = ExportedNetwork(model.eval().cpu()).eval()
     args = tuple(inputs[k].cpu()[:1] for k in NETWORK_INPUTS)
-    head = model.decoder.cls_head
-    subpixel, head.subpixel = head.subpixel, False
-    try:
-        with torch.no_grad():
-            program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=OPSET,
-                                        input_names=list(NETWORK_INPUTS), output_names=['labels', 'logits'])
-    finally:
-        head.subpixel = subpixel
+    with torch.no_grad():
+        program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=OPSET,
+                                    input_names=list(NETWORK_INPUTS), output_names=['labels', 'logits'])
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(preset.to_dict())

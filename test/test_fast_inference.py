@@ -81,37 +81,53 @@ def test_optimized_backend_equals_the_authors_layers():
     assert (optimized[0] == reference[0]).mean() >= 0.9999
 
 
-def test_keep_freed_memory_reuses_the_heap():
-    """A freed 256 MB block comes back without page faults once the thresholds are raised."""
+def test_keep_freed_memory_keeps_large_blocks_in_the_heap():
+    """With the thresholds raised, a 256 MB tensor comes from glibc's heap (not a private mmap
+    that is unmapped on free) and stays there, free for the next frame, after it is deleted.
+
+    Asserts the allocator's own accounting (mallinfo2), not page-fault counts: those depend on
+    the machine (kernel, huge pages, hypervisor)."""
     script = textwrap.dedent('''
-        import resource, sys, torch
+        import ctypes, sys, torch
         from ssc_core.backends.host_memory import keep_freed_memory
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in (
+                'arena', 'ordblks', 'smblks', 'hblks', 'hblkhd', 'usmblks', 'fsmblks',
+                'uordblks', 'fordblks', 'keepcost')]
+        libc = ctypes.CDLL('libc.so.6')
+        libc.mallinfo2.restype = MallInfo2
         if sys.argv[1] == 'keep':
             assert keep_freed_memory() and keep_freed_memory()
-        faults = []
-        for _ in range(3):
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            x = torch.ones(64 * 2**20)
-            del x
-            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-        print(faults[-1])
+        x = torch.ones(64 * 2**20)
+        held = libc.mallinfo2()
+        del x
+        freed = libc.mallinfo2()
+        print(held.hblkhd, freed.arena, freed.fordblks)
     ''')
-    counts = {}
+    block = 256 * 2**20
+    stats = {}
     for mode in ('default', 'keep'):
-        out = subprocess.run([sys.executable, '-c', script, mode], capture_output=True, text=True,
-                             check=True)
-        counts[mode] = int(out.stdout.split()[-1])
-    print(f'page faults for the third 256 MB tensor: {counts}')
-    assert counts['default'] > 50_000 and counts['keep'] < counts['default'] // 20
+        out = subprocess.run([sys.executable, '-c', script, mode], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        stats[mode] = dict(zip(('mmapped_while_held', 'heap_after_free', 'free_in_heap'),
+                               map(int, out.stdout.split()), strict=True))
+    print(f'glibc accounting around a freed 256 MB tensor: {stats}')
+    assert stats['default']['mmapped_while_held'] >= block  # glibc's default: a private mapping
+    assert stats['keep']['mmapped_while_held'] < block
+    assert stats['keep']['heap_after_free'] >= block and stats['keep']['free_in_heap'] >= block
 
 
 def test_torch_compile_backend():
+    """The compiled path runs (Dynamo captures the graph, no eager fallback) and agrees."""
+    from torch._dynamo.utils import counters
     predictor = Predictor.from_checkpoint(BUILTIN_CHECKPOINT, backend='torch_compile')
-    assert 'compiled' in predictor.backend.describe()
     eager = Predictor.from_checkpoint(BUILTIN_CHECKPOINT)
     frame = sample_frame(eager.preset)
     inputs = eager.prepare([frame.image], [frame.depth], [frame.K], [frame.cam_from_grid])
+    graphs_before = counters['stats']['unique_graphs']
     compiled_labels = predictor.labels(inputs)
+    assert counters['stats']['unique_graphs'] > graphs_before, 'torch.compile captured no graph'
+    assert predictor.backend.compiled and 'compiled' in predictor.backend.describe()
     agreement = (compiled_labels == eager.labels(inputs)).mean()
     print(f'torch.compile vs eager on the built-in model: {agreement:.6%}')
     assert agreement >= 0.9999

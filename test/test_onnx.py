@@ -51,7 +51,9 @@ def test_export_tool_verifies_before_success(tmp_path):
     out = subprocess.run([sys.executable, '-m', 'ssc_core.tools.export', '--checkpoint', str(ckpt),
                           '--output', str(tmp_path / 'small.onnx')], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert 'ONNX checker passed' in out.stdout and 'argmax agreement 100.0' in out.stdout
+    assert 'ONNX checker passed' in out.stdout
+    agreement = float(out.stdout.split('argmax agreement ')[1].split('%')[0])
+    assert agreement >= 99.99  # float-noise ties aside, the same labels
     assert (tmp_path / 'small.onnx').is_file() and not list(tmp_path.glob('.small.onnx*'))
 
 

@@ -40,6 +40,7 @@ class OnnxRuntimeBackend:
     """
 
     name = 'onnxruntime'
+    max_batch = 1  # exported for one frame
 
     def __init__(self, path, device='cpu', precision: str = 'fp32', allow_fallback: bool = False):
         import onnxruntime as ort

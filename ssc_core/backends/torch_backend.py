@@ -6,6 +6,7 @@ import torch
 from torch._dynamo.exc import BackendCompilerFailed
 
 from ..model import Symphonies
+from ..model.decoder import head_form
 from .host_memory import keep_freed_memory
 
 log = logging.getLogger('ssc_core.torch')
@@ -28,6 +29,7 @@ class TorchBackend:
     """
 
     name = 'torch'
+    max_batch = None
 
     def __init__(self, model: Symphonies, device='cpu', precision: str = 'fp32', optimize: bool = True,
                  compile: bool = False):
@@ -37,7 +39,6 @@ class TorchBackend:
         self.model = model.eval().to(self.device)
         self.precision = precision
         self.optimize = optimize
-        self.model.decoder.cls_head.subpixel = optimize
         if optimize and self.device.type == 'cpu':
             keep_freed_memory()
         self.compiled = compile
@@ -51,7 +52,8 @@ class TorchBackend:
     @torch.no_grad()
     def run(self, inputs: dict[str, torch.Tensor], want_logits: bool = True):
         dtype = PRECISIONS[self.precision]
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with (torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+              head_form(self.model.decoder.cls_head, self.optimize)):
             logits = self._network(inputs)[-1].float()
         return class_labels(logits).cpu().numpy(), (logits if want_logits else None)
 

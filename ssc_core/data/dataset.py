@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..frame_inputs import frame_inputs, project_grids
 from ..geometry import frustum_cells, local_frustums
-from ..predictor import normalize_image, project_grids
 from ..presets import Preset
 from .labels import downsample_majority, read_target
 
@@ -105,20 +105,10 @@ class SSCDataset(torch.utils.data.Dataset):
                              f'the preset {self.preset.name} input {width}x{height}')
         if flip:
             image, depth = image[:, ::-1], depth[:, ::-1]
-        image = normalize_image(image[:height, :width])
-        depth = np.ascontiguousarray(depth[:height, :width], np.float32)
         network, cells = self.geometry(frame.K, frame.cam_from_grid)
-        sample = {
-            'img': torch.from_numpy(np.ascontiguousarray(image)),
-            'depth': torch.from_numpy(depth),
-            'cam_K': torch.from_numpy(frame.K.astype(np.float32)),
-            'cam_pose': torch.from_numpy(frame.cam_from_grid.astype(np.float32)),
-            'voxel_origin': torch.tensor(self.preset.voxel_origin, dtype=torch.float32),
-            'projected_pix': torch.from_numpy(network.projected_pix),
-            'fov_mask': torch.from_numpy(network.fov_mask),
-            'sequence': frame.sequence,
-            'frame_id': frame.frame_id,
-        }
+        inputs = frame_inputs(image, depth, frame.K, frame.cam_from_grid, self.preset, network)
+        sample = {k: torch.from_numpy(v) for k, v in inputs.items()}
+        sample |= {'sequence': frame.sequence, 'frame_id': frame.frame_id}
         if frame.target is not None:
             target = self.load_target(frame.target)
             if target.shape != self.preset.model.scene_shape:
@@ -132,5 +122,3 @@ class SSCDataset(torch.utils.data.Dataset):
             sample['frustums_class_dists'] = torch.from_numpy(dists)
         return sample
 
-
-NETWORK_INPUTS = ('img', 'depth', 'cam_K', 'cam_pose', 'voxel_origin', 'projected_pix', 'fov_mask')

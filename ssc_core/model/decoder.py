@@ -5,6 +5,7 @@ flattened C-order over (x, y, z). Per-sample voxel subsets (field of view, depth
 are gathered into padded (B, M, C) blocks, so a batch gives each sample its single-sample result.
 """
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -83,12 +84,24 @@ class Upsample(nn.Module):
         return self.up_bn(x)
 
 
+@contextmanager
+def head_form(head: 'ClassHead', subpixel: bool):
+    """Run ``head`` as sub-pixel GEMMs (True) or as the authors' layers (False) inside the block,
+    then restore its previous form."""
+    previous, head.subpixel = head.subpixel, subpixel
+    try:
+        yield
+    finally:
+        head.subpixel = previous
+
+
 class ClassHead(nn.Sequential):
     """``Sequential(z_up, Upsample or Identity, Conv3d 1x1)``, the authors' cls_head.
 
     ``subpixel = True`` computes the upsamplings and the 1x1 conv in eval mode as sub-pixel
     GEMMs (:func:`~ssc_core.model.subpixel_head.class_head`): the same function with a
-    fraction of the memory traffic. Training always runs the layers as written.
+    fraction of the memory traffic. Training and export (``torch.export``, ONNX) always run
+    the layers as written. Backends choose the form per call with :func:`head_form`.
     """
 
     def __init__(self, *layers: nn.Module, subpixel: bool = False):
@@ -97,7 +110,8 @@ class ClassHead(nn.Sequential):
 
     def forward(self, x):
         """x (B, C, X, Y, Z) → logits (B, K, X', Y', Z')."""
-        upsamplings = self._upsamplings() if self.subpixel and not self.training else None
+        subpixel = self.subpixel and not self.training and not torch.compiler.is_exporting()
+        upsamplings = self._upsamplings() if subpixel else None
         if upsamplings:
             return class_head(x, upsamplings, self[2])
         return super().forward(x)

@@ -3,7 +3,7 @@ import lightning as L
 import torch
 
 from ..checkpoint import check_state_dict, read_state_dict
-from ..data.dataset import NETWORK_INPUTS
+from ..frame_inputs import NETWORK_INPUTS
 from ..labels import KITTI_360_CLASS_FREQ, SEMANTIC_KITTI_CLASS_FREQ, class_weights
 from ..losses import ce_ssc_loss, frustum_proportion_loss, geo_scal_loss, sem_scal_loss
 from ..metrics import SSCMetrics

@@ -84,12 +84,19 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], Preset | Non
     if meta['format'] != FORMAT:
         raise CheckpointError(f'{path}: format {meta["format"][:40]!r} is not {FORMAT!r} (written '
                               'by another version?)')
-    text = meta.get('preset', '')
+    return state, preset_from_json(meta.get('preset', ''), path)
+
+
+def preset_from_json(text: str, path) -> Preset:
+    """The preset a file stores as JSON text (our checkpoints, exported ONNX models), validated.
+
+    Raises CheckpointError naming ``path`` and what is wrong.
+    """
     if len(text) > PRESET_JSON_LIMIT:
         raise CheckpointError(f'{path}: the stored preset is {len(text)} characters long, more '
                               f'than the {PRESET_JSON_LIMIT} a preset needs')
     try:
-        return state, Preset.from_dict(json.loads(text))
+        return Preset.from_dict(json.loads(text))
     except RecursionError:
         raise CheckpointError(f'{path}: the stored preset is nested too deeply') from None
     except ValueError as e:  # JSONDecodeError is one

@@ -96,11 +96,15 @@ def preset_from_json(text: str, path) -> Preset:
         raise CheckpointError(f'{path}: the stored preset is {len(text)} characters long, more '
                               f'than the {PRESET_JSON_LIMIT} a preset needs')
     try:
-        return Preset.from_dict(json.loads(text))
+        data = json.loads(text)
     except RecursionError:
         raise CheckpointError(f'{path}: the stored preset is nested too deeply') from None
-    except ValueError as e:  # JSONDecodeError is one
-        raise CheckpointError(f'{path}: the stored preset is not valid: {e}') from None
+    except ValueError as e:
+        raise CheckpointError(f'{path}: the stored preset is not valid JSON ({e})') from None
+    try:
+        return Preset.from_dict(data)
+    except ValueError as e:  # names the field: "preset: model.backbone: expected ..."
+        raise CheckpointError(f'{path}: stored {e}') from None
 
 
 def _read_torch_archive(path: Path) -> tuple[dict[str, torch.Tensor], Preset | None]:

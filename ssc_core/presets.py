@@ -61,7 +61,7 @@ class Preset:
 
         Raises ValueError naming the field, what it must be and what it is.
         """
-        data = _mapping(data, 'preset', _PRESET_FIELDS)
+        data = _mapping(data, '', _PRESET_FIELDS)
         model = _mapping(data['model'], 'model', _MODEL_FIELDS)
         decoder = _mapping(model['pixel_decoder'], 'model.pixel_decoder', _DECODER_FIELDS)
         pixel_decoder = PixelDecoderConfig(**{
@@ -137,13 +137,14 @@ def _short(value) -> str:
 
 
 def _mapping(value, where: str, fields: tuple[str, ...]) -> dict:
+    where = f'preset: {where}: ' if where else 'preset: '
     if not isinstance(value, dict):
-        raise ValueError(f'preset: {where}: expected a mapping with keys {", ".join(fields)}, '
+        raise ValueError(f'{where}expected a mapping with keys {", ".join(fields)}, '
                          f'got {_short(value)}')
     missing = [k for k in fields if k not in value]
     extra = [str(k)[:40] for k in value if k not in fields]
     if missing or extra:
-        raise ValueError(f'preset: {where}: missing keys [{", ".join(missing)}], '
+        raise ValueError(f'{where}missing keys [{", ".join(missing)}], '
                          f'unexpected keys [{", ".join(extra[:10])}]')
     return value
 

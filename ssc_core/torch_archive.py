@@ -29,8 +29,8 @@ from torch._weights_only_unpickler import Unpickler as WeightsOnlyUnpickler
 from torch.serialization import StorageType
 
 PICKLE_LIMIT = 16 * 2 ** 20       # bytes of data.pkl (a 700 MB Lightning checkpoint has ~0.5 MB)
-MAX_OPCODES = 4_000_000
-MAX_OBJECTS = 1_000_000           # containers, placeholders and memo entries
+MAX_OPCODES = 2_000_000           # the authors' Lightning checkpoint has ~0.2M
+MAX_OBJECTS = 500_000             # containers, names, placeholders and memo entries
 MAX_WORK = 1_000_000              # element copies and hashes beyond the pickle's own size
 MAX_TUPLE_DEPTH = 32
 MAX_HASH_WORK = 100_000           # elements hashed for one tuple
@@ -366,6 +366,7 @@ def _dry_run(pickle_bytes: bytearray) -> dict[str, type]:
                                        'checkpoint holds')
                 placeholders[full_name] = _placeholder(full_name)
             stack.append(_Sym('global', name=full_name, role=role, size=len(full_name)))
+            objects += 1
         elif code in ('REDUCE', 'NEWOBJ'):
             args, func = stack.pop(), stack.pop()
             role = func.role

@@ -83,6 +83,7 @@ def write_archive(path: Path, pickle_bytes: bytes, records: dict[str, bytes] | N
     with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr('archive/data.pkl', pickle_bytes, compress_type=method)
         archive.writestr('archive/byteorder', 'little')
+        archive.writestr('archive/version', '3\n')
         for key, data in (records or {}).items():
             archive.writestr(f'archive/data/{key}', data)
     return path

@@ -19,6 +19,7 @@ keep their arguments and state and run none of their class's code. Each storage 
 once, at the size the pickle declares, into memory no tensor can grow.
 """
 import io
+import os
 import sys
 import threading
 import zipfile
@@ -36,6 +37,7 @@ MAX_TUPLE_DEPTH = 32
 MAX_HASH_WORK = 100_000           # elements hashed for one tuple
 MAX_PLACEHOLDER_CLASSES = 1000
 DEFLATE_MAX_RATIO = 1032          # the most output one deflated byte can give
+MAX_EXPANSION = 32                # all members together, over the file's size (torch.save: 1x)
 
 # Packages whose classes only carry data in a training checkpoint (hyper-parameters, callback
 # state, numpy scalars): their objects become inert placeholders.
@@ -78,7 +80,7 @@ def load_archive(path) -> object:
     """
     try:
         with open(path, 'rb') as file, zipfile.ZipFile(file) as archive:
-            records = _check_records(archive)
+            records = _check_records(archive, os.fstat(file.fileno()).st_size)
             pickle_bytes = _read_member(archive, records['data.pkl'], records['data.pkl'].file_size)
             placeholders = _dry_run(pickle_bytes)
             return _unpickle(pickle_bytes, placeholders, _Storages(archive, records))
@@ -99,8 +101,9 @@ def _describe(error: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- archive records
-def _check_records(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
-    """Records by their name under the archive's folder; refuses what torch.save never writes."""
+def _check_records(archive: zipfile.ZipFile, file_size: int) -> dict[str, zipfile.ZipInfo]:
+    """Records by their name under the archive's folder; refuses what torch.save never writes
+    and members that claim more bytes than the file holds or deflate can produce."""
     infos = archive.infolist()
     names = [i.filename for i in infos]
     if len(set(names)) != len(names):
@@ -121,8 +124,15 @@ def _check_records(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
         if info.file_size > limit + 64:
             raise ArchiveError(f'member {info.filename[:100]} claims {info.file_size} bytes from '
                                f'{info.compress_size} stored bytes (corrupt)')
+        if info.header_offset + info.compress_size > file_size:
+            raise ArchiveError(f'member {info.filename[:100]} reaches past the end of the file '
+                               '(truncated?)')
         if info.filename.startswith(prefix):
             records[info.filename[len(prefix):]] = info
+    expanded = sum(info.file_size for info in infos)
+    if expanded > MAX_EXPANSION * file_size + 2 ** 20:
+        raise ArchiveError(f'the members expand to {expanded} bytes from a file of {file_size} '
+                           f'(more than {MAX_EXPANSION}x; a decompression bomb)')
     if records['data.pkl'].file_size > PICKLE_LIMIT:
         raise ArchiveError(f'data.pkl holds {records["data.pkl"].file_size} bytes, more than the '
                            f'{PICKLE_LIMIT} a checkpoint needs')

@@ -78,14 +78,15 @@ def op_dict(items: dict[str, bytes]) -> bytes:
 
 
 def write_archive(path: Path, pickle_bytes: bytes, records: dict[str, bytes] | None = None,
-                  method: int = zipfile.ZIP_DEFLATED) -> Path:
+                  method: int = zipfile.ZIP_DEFLATED,
+                  record_method: int = zipfile.ZIP_DEFLATED) -> Path:
     """A torch.save-layout zip: archive/data.pkl (+ archive/data/<key> records)."""
     with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr('archive/data.pkl', pickle_bytes, compress_type=method)
         archive.writestr('archive/byteorder', 'little')
         archive.writestr('archive/version', '3\n')
         for key, data in (records or {}).items():
-            archive.writestr(f'archive/data/{key}', data)
+            archive.writestr(f'archive/data/{key}', data, compress_type=record_method)
     return path
 
 
@@ -231,7 +232,8 @@ def _(d):
 
 
 def nested_calls(module: str, name: str, base: bytes, level: bytes, depth: int) -> bytes:
-    """``f(f(...f(base)...))`` ``depth`` deep: the callable is memoised once and fetched per level."""
+    """``f(f(...f(base)...))`` ``depth`` deep: the callable is memoised once and fetched per level
+    (freeing 200,000 nested slices or deques overflows the C stack)."""
     return (PROTO + op_global(module, name) + b'q\x00' + b'h\x00' * depth + base
             + level * depth + STOP)
 
@@ -239,13 +241,15 @@ def nested_calls(module: str, name: str, base: bytes, level: bytes, depth: int) 
 @attack('nested_slices', 2, r'refers to builtins.slice, which could run code')
 def _(d):
     return write_archive(d / 'slices.ckpt', nested_calls('builtins', 'slice', NONE,
-                                                         TUPLE1 + REDUCE, 2 * 10 ** 6))
+                                                         TUPLE1 + REDUCE, 200_000),
+                         method=zipfile.ZIP_STORED)
 
 
 @attack('nested_deques', 2, r'refers to collections.deque, which could run code')
 def _(d):
     return write_archive(d / 'deques.ckpt', nested_calls('collections', 'deque', EMPTY_TUPLE,
-                                                         TUPLE1 + TUPLE1 + REDUCE, 10 ** 6))
+                                                         TUPLE1 + TUPLE1 + REDUCE, 200_000),
+                         method=zipfile.ZIP_STORED)
 
 
 @attack('nested_tuple_as_key', 2, r'a tuple nested 33 deep')
@@ -329,21 +333,30 @@ def _(d):
 
 @attack('one_storage_200_views', 5, r'cannot tell which preset the weights are for')
 def _(d):
-    # 200 tensors over one 16 MiB record: read once (16 MiB), not 200 times (3.2 GB).
-    numel = 4 * 2 ** 20
+    # 200 tensors over one stored 4 MiB record: read once (4 MiB), not 200 times (800 MB).
+    numel = 2 ** 20
     views = {f'view{i}': op_tensor('0', numel, [numel]) for i in range(200)}
     return write_archive(d / 'shared.ckpt', PROTO + op_dict(views) + STOP,
-                         {'0': b'\0' * (4 * numel)})
+                         {'0': b'\0' * (4 * numel)}, record_method=zipfile.ZIP_STORED)
+
+
+@attack('deflate_bomb', 5, r'the members expand to 33554\d+ bytes from a file of \d+ \(more than '
+        r'32x; a decompression bomb\)')
+def _(d):
+    numel = 8 * 2 ** 20
+    return write_archive(d / 'deflate_bomb.ckpt', PROTO + op_dict({'w': op_tensor('0', numel, [numel])})
+                         + STOP, {'0': b'\0' * (4 * numel)})
 
 
 @attack('mark_flood', 5, r'more than a checkpoint needs')
 def _(d):
-    return write_archive(d / 'marks.ckpt', PROTO + MARK * 600_000 + STOP)
+    return write_archive(d / 'marks.ckpt', PROTO + MARK * 600_000 + STOP, method=zipfile.ZIP_STORED)
 
 
-@attack('global_flood', 5, r'more than a checkpoint needs')
+@attack('global_flood', 5, r'names more classes than a checkpoint holds')
 def _(d):
-    return write_archive(d / 'globals.ckpt', PROTO + op_global('torch', 'Size') * 600_000 + STOP)
+    names = b''.join(op_global('omegaconf.nodes', f'Node{i}') for i in range(2000))
+    return write_archive(d / 'globals.ckpt', PROTO + names + STOP, method=zipfile.ZIP_STORED)
 
 
 @attack('set_copy_bomb', 5, r'more than a checkpoint needs')
@@ -352,7 +365,8 @@ def _(d):
     items = EMPTY_LIST + op_put(0) + MARK + NONE * 100_000 + b'e'
     copies = op_global('builtins', 'set') + op_put(1) + EMPTY_LIST + MARK \
         + (op_get(1) + op_get(0) + TUPLE1 + REDUCE) * 10_000 + b'e'
-    return write_archive(d / 'set_copies.ckpt', PROTO + items + copies + STOP)
+    return write_archive(d / 'set_copies.ckpt', PROTO + items + copies + STOP,
+                         method=zipfile.ZIP_STORED)
 
 
 @attack('bytearray_allocation', 5, r'refers to builtins.bytearray')

@@ -289,6 +289,12 @@ def _tuple(items: list) -> _Sym:
     return _Sym('tuple', size=len(items), hash_work=hash_work, depth=depth, items=tuple(items))
 
 
+def _latin1_bytes(args: _Sym) -> bool:
+    """Whether ``_codecs.encode`` is called as protocol 2 writes bytes: (text, 'latin1')."""
+    return len(args.items) == 2 and args.items[0].kind == 'str' \
+        and args.items[1].name in ('latin1', 'latin-1')
+
+
 def _dry_run(pickle_bytes: bytearray) -> dict[str, type]:
     """Walk the pickle's opcodes building nothing; refuse what the unpickler must not do.
 
@@ -329,7 +335,7 @@ def _dry_run(pickle_bytes: bytearray) -> dict[str, type]:
                       'LONG1'):
             stack.append(_LEAF)
         elif code in ('BINUNICODE', 'SHORT_BINSTRING'):
-            stack.append(_Sym('str', size=len(arg), hash_work=0))
+            stack.append(_Sym('str', name=arg if len(arg) <= 16 else None, size=len(arg)))
         elif code in ('EMPTY_LIST', 'EMPTY_DICT', 'EMPTY_SET'):
             stack.append(_Sym({'EMPTY_LIST': 'list', 'EMPTY_DICT': 'dict',
                                'EMPTY_SET': 'set'}[code]))
@@ -381,7 +387,8 @@ def _dry_run(pickle_bytes: bytearray) -> dict[str, type]:
             args, func = stack.pop(), stack.pop()
             role = func.role
             allowed = ('inert',) if code == 'NEWOBJ' else ('inert', 'tensor', 'container', 'call')
-            if role not in allowed or args.kind != 'tuple':
+            if role not in allowed or args.kind != 'tuple' or (
+                    func.name == '_codecs.encode' and not _latin1_bytes(args)):
                 raise ArchiveError(f'refusing to load: the pickle calls '
                                    f'{func.name[:200] if func.name else "a " + func.kind} '
                                    '(only tensors, plain containers and data classes are read)')

@@ -73,8 +73,9 @@ class ArchiveError(ValueError):
     """An archive that is not read: corrupt, or asking for more than plain data."""
 
 
-def load_archive(path) -> object:
-    """The object stored by ``torch.save`` at ``path``, with storages on the CPU.
+def load_archive(path) -> 'ArchiveContents':
+    """What ``torch.save`` stored at ``path`` (``.obj``), its storages on the CPU; check each
+    tensor you use with :meth:`ArchiveContents.check_tensor`.
 
     Raises ArchiveError saying why the file is refused (no other exception escapes).
     """
@@ -213,17 +214,17 @@ class ArchiveContents:
         """``tensor`` as a plain CPU tensor viewing only bytes of its record, or ArchiveError."""
         if type(tensor) not in (torch.Tensor, torch.nn.Parameter) or tensor.layout != torch.strided \
                 or tensor.device.type != 'cpu' or tensor.is_quantized:
-            raise ArchiveError(f'{name}: not a plain CPU tensor')
+            raise ArchiveError(f'tensor {name}: not a plain CPU tensor')
         storage = tensor.untyped_storage()
         declared = self._declared_bytes.get(storage.data_ptr())
         if declared is None:
-            raise ArchiveError(f'{name}: its data is not a storage record of the archive')
+            raise ArchiveError(f'tensor {name}: its data is not a storage record of the archive')
         size = tensor.element_size()
         extent = tensor.storage_offset() + sum((n - 1) * s for n, s in
                                                zip(tensor.shape, tensor.stride()))
         if tensor.numel() and ((extent + 1) * size > declared or tensor.numel() * size > declared):
-            raise ArchiveError(f'{name}: views {tensor.numel()} elements of {size} bytes over a '
-                               f'storage record of {declared} bytes')
+            raise ArchiveError(f'tensor {name}: views {tensor.numel()} elements of {size} bytes over '
+                               f'a storage record of {declared} bytes')
         return tensor.detach()
 
 

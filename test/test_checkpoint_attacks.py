@@ -61,11 +61,13 @@ def op_tuple(values) -> bytes:
     return MARK + b''.join(op_int(v) for v in values) + TUPLE
 
 
-def op_tensor(key: str, numel: int, size, storage: str = 'FloatStorage') -> bytes:
-    """``torch._utils._rebuild_tensor_v2`` of a contiguous tensor over storage record ``key``."""
-    stride = [1] * len(size)
-    for i in range(len(size) - 2, -1, -1):
-        stride[i] = stride[i + 1] * size[i + 1]
+def op_tensor(key: str, numel: int, size, stride=None, storage: str = 'FloatStorage') -> bytes:
+    """``torch._utils._rebuild_tensor_v2`` of a tensor (contiguous unless ``stride`` is given)
+    over storage record ``key``."""
+    if stride is None:
+        stride = [1] * len(size)
+        for i in range(len(size) - 2, -1, -1):
+            stride[i] = stride[i + 1] * size[i + 1]
     pid = MARK + op_str('storage') + op_global('torch', storage) + op_str(key) + op_str('cpu') \
         + op_int(numel) + TUPLE + BINPERSID
     return (op_global('torch._utils', '_rebuild_tensor_v2') + MARK + pid + op_int(0)
@@ -346,6 +348,14 @@ def _(d):
     numel = 8 * 2 ** 20
     return write_archive(d / 'deflate_bomb.ckpt', PROTO + op_dict({'w': op_tensor('0', numel, [numel])})
                          + STOP, {'0': b'\0' * (4 * numel)})
+
+
+@attack('expanded_view', 5, r'tensor w: views 1000000000 elements of 4 bytes over a storage '
+        r'record of 4 bytes')
+def _(d):
+    # Stride 0: a billion elements over 4 bytes; any copy or cast of it would allocate 4 GB.
+    pickle_bytes = PROTO + op_dict({'w': op_tensor('0', 1, [10 ** 9], stride=[0])}) + STOP
+    return write_archive(d / 'expanded.ckpt', pickle_bytes, {'0': b'\0' * 4})
 
 
 @attack('mark_flood', 5, r'more than a checkpoint needs')

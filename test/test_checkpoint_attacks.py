@@ -105,14 +105,15 @@ def preset_variant(change) -> str:
 
 def small_model_file(path: Path, change) -> Path:
     """The `small` network's complete float16 checkpoint with one tensor changed."""
-    torch.manual_seed(0)
-    model = SMALL.model.build()
-    save_checkpoint(model, SMALL, path, half=True)
     from safetensors import safe_open
     from safetensors.torch import load_file
-    with safe_open(str(path), 'pt') as f:
+    base = path.with_name('small_base.safetensors')
+    if not base.exists():
+        torch.manual_seed(0)
+        save_checkpoint(SMALL.model.build(), SMALL, base, half=True)
+    with safe_open(str(base), 'pt') as f:
         meta = f.metadata()
-    state = load_file(str(path))
+    state = load_file(str(base))
     change(state)
     save_file(state, str(path), metadata=meta)
     return path
@@ -132,12 +133,21 @@ def patch_declared_size(path: Path, member: str, size: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def onnx_file(path: Path, preset_json: str) -> Path:
+def onnx_file(path: Path, preset_json: str, external: str | None = None) -> Path:
+    """A one-node model with ``preset_json`` as its metadata (and, with ``external``, a weight
+    whose data the file says lives at that path)."""
     import onnx
     from onnx import TensorProto, helper
     x = helper.make_tensor_value_info('img', TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info('labels', TensorProto.FLOAT, [1, 3, 8, 8])
-    graph = helper.make_graph([helper.make_node('Identity', ['img'], ['labels'])], 'g', [x], [y])
+    weight = helper.make_tensor('w', TensorProto.FLOAT, [1], [1.0])
+    if external:
+        weight.ClearField('float_data')
+        weight.data_location = TensorProto.EXTERNAL
+        entry = weight.external_data.add()
+        entry.key, entry.value = 'location', external
+    graph = helper.make_graph([helper.make_node('Mul', ['img', 'w'], ['labels'])], 'g', [x], [y],
+                              initializer=[weight])
     model = helper.make_model(graph)
     entry = model.metadata_props.add()
     entry.key, entry.value = 'ssc_ros.preset', preset_json
@@ -238,6 +248,11 @@ def nested_calls(module: str, name: str, base: bytes, level: bytes, depth: int) 
     (freeing 200,000 nested slices or deques overflows the C stack)."""
     return (PROTO + op_global(module, name) + b'q\x00' + b'h\x00' * depth + base
             + level * depth + STOP)
+
+
+@attack('onnx_external_data', 1, r'tensor w keeps its data in another file', backend='onnxruntime')
+def _(d):
+    return onnx_file(d / 'external.onnx', json.dumps(SMALL.to_dict()), external='/etc/passwd')
 
 
 @attack('nested_slices', 2, r'refers to builtins.slice, which could run code')
@@ -521,15 +536,21 @@ def hostile(tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=f'{REPO}{os.pathsep}{os.environ.get("PYTHONPATH", "")}',
                HF_ENDPOINT=f'http://127.0.0.1:{server.server_address[1]}', HF_HUB_OFFLINE='0',
                HF_HUB_CACHE=str(directory / 'hub_cache'), NO_PROXY='*', no_proxy='*')
+    # The real CLI on one file runs beside the child (one line, exit 1, no traceback).
+    cli = subprocess.Popen([sys.executable, '-m', 'ssc_core.tools.convert', jobs['nested_slices'][0],
+                            str(directory / 'converted.safetensors')],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         child = subprocess.run([sys.executable, '-c', CHILD, json.dumps(jobs),
                                 str(directory / 'converted.safetensors')],
                                capture_output=True, text=True, timeout=300, env=env)
+        cli_out, cli_err = cli.communicate(timeout=300)
     finally:
         server.shutdown()
     assert child.returncode == 0, f'exit {child.returncode}: {child.stderr[-3000:]}'
     report = json.loads(child.stdout.strip().splitlines()[-1])
-    report.update(requests=list(_RecordingHub.requests), jobs=jobs, directory=directory)
+    report.update(requests=list(_RecordingHub.requests), jobs=jobs, directory=directory,
+                  cli=(cli.returncode, cli_out, cli_err))
     return report
 
 
@@ -558,13 +579,9 @@ def test_every_class_of_the_issue_is_covered():
 
 
 def test_convert_cli_prints_one_line_for_a_refused_file(hostile):
-    path = hostile['jobs']['nested_slices'][0]
-    out = subprocess.run([sys.executable, '-m', 'ssc_core.tools.convert', path,
-                          str(hostile['directory'] / 'cli.safetensors')],
-                         capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, PYTHONPATH=str(REPO)))
-    assert out.returncode == 1 and out.stdout == ''
-    assert out.stderr.count('\n') == 1 and 'refers to builtins.slice' in out.stderr, out.stderr
+    returncode, stdout, stderr = hostile['cli']
+    assert returncode == 1 and stdout == ''
+    assert stderr.count('\n') == 1 and 'refers to builtins.slice' in stderr, stderr
 
 
 def test_lightning_checkpoint_with_omegaconf_hyperparameters(tmp_path):

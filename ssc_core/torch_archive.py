@@ -230,7 +230,8 @@ class ArchiveContents:
 
 # --------------------------------------------------------------------------- dry run
 class _Sym:
-    """What the dry run knows of one object: its kind, size and, for tuples, hashing cost."""
+    """What the dry run knows of one object: its kind, size and hashing cost (a tuple's own
+    hash; for a container, hashing its items again as keys)."""
     __slots__ = ('depth', 'hash_work', 'items', 'kind', 'name', 'role', 'size')
 
     def __init__(self, kind, name=None, role=None, size=0, hash_work=0, depth=0, items=()):
@@ -282,7 +283,7 @@ def _placeholder(full_name: str) -> type:
 
 
 def _tuple(items: list) -> _Sym:
-    hash_work = len(items) + sum(i.hash_work for i in items)
+    hash_work = len(items) + sum(i.hash_work for i in items if i.kind == 'tuple')
     depth = 1 + max((i.depth for i in items), default=0)
     if depth > MAX_TUPLE_DEPTH or hash_work > MAX_HASH_WORK:
         raise ArchiveError(f'refusing to load: a tuple nested {depth} deep expanding to '
@@ -320,8 +321,10 @@ def _dry_run(pickle_bytes: bytearray) -> dict[str, type]:
         nonlocal work
         if target.kind not in kinds:
             raise ArchiveError(f'refusing to load: {what} on a {target.kind}')
+        added = sum(i.hash_work for i in items)
         target.size += len(items)
-        work += len(items) + sum(i.hash_work for i in items)
+        target.hash_work += added   # what hashing its items again would cost
+        work += len(items) + added
 
     for count, (op, arg, _) in enumerate(pickletools.genops(bytes(pickle_bytes))):
         _check_budget(count, objects, work, work_limit)
@@ -393,11 +396,14 @@ def _dry_run(pickle_bytes: bytearray) -> dict[str, type]:
                 raise ArchiveError(f'refusing to load: the pickle calls '
                                    f'{func.name[:200] if func.name else "a " + func.kind} '
                                    '(only tensors, plain containers and data classes are read)')
+            size = sum(i.size for i in args.items)
+            hash_work = sum(i.hash_work for i in args.items)
             if role in ('container', 'call'):
-                work += sum(i.size + (i.hash_work if role == 'container' else 0) for i in args.items)
+                work += size + (hash_work if role == 'container' else 0)
             kind = {'container': 'set' if func.name == 'builtins.set' else 'dict',
                     'tensor': 'tensor', 'call': 'value', 'inert': 'object'}[role]
-            stack.append(_Sym(kind, name=func.name, size=sum(i.size for i in args.items)))
+            stack.append(_Sym(kind, name=func.name, size=size,
+                              hash_work=hash_work if role == 'container' else 0))
             objects += 1
         elif code == 'BUILD':
             state, target = stack.pop(), stack[-1]

@@ -394,6 +394,17 @@ def _(d):
                          method=zipfile.ZIP_STORED)
 
 
+@attack('rehash_bomb', 5, r'more than a checkpoint needs')
+def _(d):
+    # A list holding one 50,000-element tuple 18 times, made a set 10k times: 9 * 10**9 hashes.
+    heavy = MARK + NONE * 50_000 + TUPLE + op_put(0)
+    items = EMPTY_LIST + op_put(1) + MARK + op_get(0) * 18 + b'e'
+    copies = op_global('builtins', 'set') + op_put(2) + EMPTY_LIST + MARK \
+        + (op_get(2) + op_get(1) + TUPLE1 + REDUCE) * 10_000 + b'e'
+    return write_archive(d / 'rehash.ckpt', PROTO + heavy + items + copies + STOP,
+                         method=zipfile.ZIP_STORED)
+
+
 @attack('bytearray_allocation', 5, r'refers to builtins.bytearray')
 def _(d):
     return write_archive(d / 'bytearray.ckpt', PROTO + op_global('builtins', 'bytearray')

@@ -475,7 +475,7 @@ def _(d):
 # --------------------------------------------------------------------------- the child process
 CHILD = r"""
 import collections, json, os, resource, sys, types, urllib.request
-import torch
+import onnx, onnxruntime, torch  # imported before auditing: their import reads system files
 from ssc_core import checkpoint, torch_archive
 from ssc_core.checkpoint import CheckpointError, read_state_dict
 from ssc_core.predictor import Predictor
@@ -489,11 +489,23 @@ def fingerprint():
     return ([sorted((k, id(v)) for k, v in vars(c).items()) for c in classes],
             [(f.__defaults__, f.__kwdefaults__, id(f.__code__)) for f in functions])
 
+events = []
+code_dirs = tuple({sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(checkpoint.__file__))})
+
+def audit(event, args):  # sockets, and files or folders other than code
+    if event == 'socket.connect':
+        events.append(f'{event} {args[1]}')
+    elif event in ('open', 'os.listdir', 'os.scandir') and args and isinstance(args[0], str) \
+            and not os.path.abspath(args[0]).startswith(code_dirs):
+        events.append(f'{event} {args[0]}')
+
 before = fingerprint()
 jobs, out = json.loads(sys.argv[1]), sys.argv[2]
 results = {}
+sys.addaudithook(audit)
 for name, (path, args) in jobs.items():
     result = results[name] = {}
+    events.clear()
     try:  # the convert CLI turns exactly a CheckpointError into SystemExit('ssc_convert: ...')
         if args.get('backend'):
             Predictor.from_checkpoint(path, backend=args['backend'])
@@ -510,6 +522,7 @@ for name, (path, args) in jobs.items():
             result['error'], result['message'] = 'SystemExit', cli
     except BaseException as e:
         result['error'], result['message'] = type(e).__name__, str(e)[:1000]
+    result['access'] = [e for e in events if e != f'open {path}']
 shared, _ = read_state_dict(jobs['one_storage_200_views'][0])
 urllib.request.urlopen(os.environ['HF_ENDPOINT'] + '/control', timeout=10).read()
 print(json.dumps({
@@ -573,6 +586,7 @@ def test_attack_is_refused(hostile, name):
     message = result['message']
     assert message.startswith(path) and re.search(match, message), message
     assert '\n' not in message and len(message) < 2000
+    assert result['access'] == []                                     # no other file, no socket
     assert not list((hostile['directory'] / 'markers').iterdir())     # no code ran
     assert not (hostile['directory'] / 'hub_cache').exists()
     assert not (hostile['directory'] / 'converted.safetensors').exists()

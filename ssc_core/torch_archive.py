@@ -46,7 +46,7 @@ DATA_PACKAGES = ('omegaconf', 'numpy', 'lightning', 'pytorch_lightning', 'lightn
                  'hydra')
 # Types that appear as values (omegaconf's metadata names int, str, dict...): never called.
 VALUE_TYPES = {f'builtins.{t.__name__}': t
-               for t in (int, float, str, bool, bytes, complex, dict, list, tuple, object)}
+               for t in (int, float, str, bool, bytes, dict, list, tuple, object)}
 _STORAGE_DTYPES = {'Float': torch.float32, 'Double': torch.float64, 'Half': torch.float16,
                    'BFloat16': torch.bfloat16, 'Long': torch.int64, 'Int': torch.int32,
                    'Short': torch.int16, 'Char': torch.int8, 'Byte': torch.uint8,
@@ -62,6 +62,7 @@ _ROLES = {
     'torch.Size': 'call',
     'torch.device': 'call',
     '_codecs.encode': 'call',
+    'builtins.complex': 'call',
     **{f'torch.{name}Storage': 'value' for name in _STORAGE_DTYPES},
     **{str(dtype): 'value' for dtype in _STORAGE_DTYPES.values()},
     **{name: 'value' for name in VALUE_TYPES},
@@ -257,8 +258,9 @@ def _role(full_name: str) -> str:
         return _ROLES[full_name]
     if full_name.split('.')[0] in DATA_PACKAGES or full_name == 'collections.defaultdict':
         return 'inert'
-    raise ArchiveError(f'refusing to load: the file refers to {full_name[:200]}, which could run '
-                       'code when unpickled (only tensors and plain data are read)')
+    raise ArchiveError(f'refusing to load: the file refers to {full_name[:200]}, which is not '
+                       'among the names a checkpoint is read with (an unknown name could run code '
+                       'when unpickled)')
 
 
 class _Inert:

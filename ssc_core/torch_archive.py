@@ -20,6 +20,7 @@ once, at the size the pickle declares, into memory no tensor can grow.
 """
 import io
 import os
+import pickletools
 import sys
 import threading
 import zipfile
@@ -304,8 +305,6 @@ def _dry_run(pickle_bytes: bytearray) -> dict[str, type]:
 
     Returns a placeholder class for each data-class name the pickle uses.
     """
-    import pickletools
-
     stack: list[_Sym] = []
     marks: list[list[_Sym]] = []
     memo: dict[int, _Sym] = {}

@@ -3,17 +3,17 @@
 Two formats are read:
 
 * the authors' (Lightning ``.ckpt`` with ``{"state_dict": {"model.<key>": tensor}}``, or a bare
-  state dict written by ``torch.save``), read by a restricted unpickler that rebuilds tensors and
-  plain containers and replaces known data classes (omegaconf, numpy, Lightning) by inert
-  placeholders — nothing from the file is imported or called;
-* ours (``.safetensors`` whose metadata holds the preset that rebuilds the network).
+  state dict written by ``torch.save``), read by PyTorch's weights-only unpickler behind the
+  checks of :mod:`ssc_core.torch_archive` — nothing from the file is imported or called;
+* ours (``.safetensors`` whose metadata holds the preset that rebuilds the network, validated
+  before anything is built).
+
+Every failure is a :class:`CheckpointError` naming the file and the reason: a tensor that does
+not fit the network (missing, unexpected, mis-shaped, of another kind of type, or not finite), a
+preset that differs from the one asked for, or a file that is refused.
 """
-import collections
 import json
 import os
-import pickle
-import struct
-import zipfile
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from .model import Symphonies
 from .presets import PRESETS, Preset
+from .torch_archive import ArchiveError, load_archive
 
 FORMAT = 'ssc_ros.checkpoint/1'
 # The built-in model: the `small` preset trained on synthetic streets (scripts/train_builtin.sh).
@@ -35,148 +36,32 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the network."""
 
 
-# --------------------------------------------------------------------------- restricted unpickling
-class _Inert:
-    """Placeholder for a data object of a class we do not import; keeps what it was given."""
-
-    def __new__(cls, *args, **kwargs):
-        obj = object.__new__(cls)
-        obj.__dict__['_args'] = args
-        return obj
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __setstate__(self, state):
-        self.__dict__['_state'] = state
-
-    def __setitem__(self, key, value):
-        self.__dict__.setdefault('_items', {})[key] = value
-
-    def append(self, value):
-        self.__dict__.setdefault('_list', []).append(value)
-
-    def extend(self, values):
-        self.__dict__.setdefault('_list', []).extend(values)
+# --------------------------------------------------------------------------------- reading
+# Element types a checkpoint's tensors may have; a floating parameter needs a floating one, an
+# integer buffer an integer one (see check_state_dict).
+TENSOR_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8,
+                 torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
+MAX_TENSORS = 100_000
+PRESET_JSON_LIMIT = 64 * 1024
 
 
-def _reconstruct(cls, base, state):
-    """``copyreg._reconstructor`` for placeholder classes and plain containers only."""
-    if isinstance(cls, type) and issubclass(cls, _Inert):
-        return cls(state)
-    if cls in _BUILTINS.values() and base in _BUILTINS.values():
-        return base.__new__(cls) if state is None else base.__new__(cls, state)
-    raise pickle.UnpicklingError(f'refusing to reconstruct {cls!r}')
+def read_state_dict(path) -> tuple[dict[str, torch.Tensor], Preset | None]:
+    """Tensors of a checkpoint file (any supported format) and, for ours, its preset.
 
-
-def _inert_class(module: str, name: str) -> type:
-    return type(name, (_Inert,), {'__module__': f'inert.{module}'})
-
-
-# Packages whose classes only carry data in a training checkpoint (hyper-parameters, callback
-# state, numpy scalars); their objects become inert placeholders.
-_DATA_PACKAGES = ('omegaconf', 'numpy', 'lightning', 'pytorch_lightning', 'lightning_fabric',
-                  'torchmetrics', 'pathlib', 'typing', 'enum', 'argparse', 'functools', 'datetime',
-                  'hydra')
-_BUILTINS = {'dict': dict, 'list': list, 'tuple': tuple, 'set': set, 'frozenset': frozenset,
-             'int': int, 'float': float, 'str': str, 'bytes': bytes, 'bool': bool,
-             'complex': complex, 'slice': slice, 'bytearray': bytearray, 'object': object}
-
-
-def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
-    return torch.empty((0,), dtype=storage.dtype).set_(storage.untyped_storage(), storage_offset,
-                                                       size, stride)
-
-
-def _rebuild_parameter(data, requires_grad, backward_hooks, *unused):
-    return data
-
-
-class _StorageType:
-
-    def __init__(self, dtype):
-        self.dtype = dtype
-
-
-class _SafeUnpickler(pickle.Unpickler):
-
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, path: Path):
-        super().__init__(file)
-        self.archive, self.prefix, self.path = archive, prefix, path
-
-    def find_class(self, module, name):
-        if module == 'collections' and name in ('OrderedDict', 'Counter', 'defaultdict', 'deque'):
-            return getattr(collections, name)
-        if module == 'copyreg' and name == '_reconstructor':
-            return _reconstruct
-        if module in ('builtins', '__builtin__') and name in _BUILTINS:
-            return _BUILTINS[name]
-        if module == 'torch._utils' and name == '_rebuild_tensor_v2':
-            return _rebuild_tensor
-        if module == 'torch._utils' and name in ('_rebuild_parameter',
-                                                 '_rebuild_parameter_with_state'):
-            return _rebuild_parameter
-        if module == 'torch' and name.endswith('Storage'):
-            dtype = {'float': torch.float32, 'double': torch.float64, 'half': torch.float16,
-                     'long': torch.int64, 'int': torch.int32, 'short': torch.int16,
-                     'char': torch.int8, 'byte': torch.uint8, 'bool': torch.bool,
-                     'bfloat16': torch.bfloat16}.get(name[:-len('Storage')].lower())
-            if dtype is not None:
-                return _StorageType(dtype)
-        if module == 'torch' and name in ('Size', 'device', 'dtype'):
-            return {'Size': torch.Size, 'device': torch.device, 'dtype': _inert_class(module, name)}[name]
-        if module.split('.')[0] in _DATA_PACKAGES or (module == 'torch' and name.startswith(
-                ('float', 'int', 'bool', 'bfloat', 'uint', 'complex'))):
-            return _inert_class(module, name)
-        raise CheckpointError(
-            f'{self.path}: refusing to load: the file refers to {module}.{name}, which could run '
-            'code when unpickled (only tensors and plain data are read)')
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and pid and pid[0] == 'storage'):
-            raise CheckpointError(f'{self.path}: unsupported persistent id {pid!r}')
-        storage_type, key = pid[1], pid[2]
-        if not isinstance(storage_type, _StorageType):
-            raise CheckpointError(f'{self.path}: unsupported storage type {storage_type!r}')
-        try:
-            raw = self.archive.read(f'{self.prefix}data/{key}')
-        except KeyError:
-            raise CheckpointError(f'{self.path}: storage {key} is missing (truncated file?)') from None
-        storage = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.empty(
-            0, dtype=torch.uint8)
-        return _Typed(storage.untyped_storage(), storage_type.dtype)
-
-
-class _Typed:
-    """A storage with its element type, as ``_rebuild_tensor_v2`` expects."""
-
-    def __init__(self, untyped, dtype):
-        self._untyped, self.dtype = untyped, dtype
-
-    def untyped_storage(self):
-        return self._untyped
-
-
-def _read_torch_zip(path: Path):
+    Lightning checkpoints give their ``state_dict`` entry; keys are returned as stored.
+    Raises CheckpointError naming the file and the reason for anything else.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'{path}: no such checkpoint file')
     try:
-        archive = zipfile.ZipFile(path)
-        names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f'{path}: not a readable checkpoint ({e}); the file may be truncated '
-                              'or corrupt') from None
-    pkl = [n for n in names if n.endswith('data.pkl')]
-    if len(pkl) != 1:
-        raise CheckpointError(f'{path}: not a torch.save archive (expected one data.pkl, '
-                              f'found {len(pkl)})')
-    prefix = pkl[0][:-len('data.pkl')]
-    try:
-        with archive.open(pkl[0]) as f:
-            return _SafeUnpickler(f, archive, prefix, path).load()
-    except CheckpointError:
-        raise
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError,
-            TypeError, struct.error) as e:
-        raise CheckpointError(f'{path}: corrupt checkpoint ({type(e).__name__}: {e})') from None
+        if _is_safetensors(path):
+            return _read_safetensors(path)
+        return _read_torch_archive(path)
+    except ArchiveError as e:
+        raise CheckpointError(f'{path}: {e}') from None
+    except OSError as e:
+        raise CheckpointError(f'{path}: cannot read it ({e.strerror or e})') from None
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -185,37 +70,67 @@ def _is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b'{'
 
 
-# --------------------------------------------------------------------------------- public API
-def read_state_dict(path) -> tuple[dict[str, torch.Tensor], Preset | None]:
-    """Tensors of a checkpoint file (any supported format) and, for ours, its preset.
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], Preset | None]:
+    try:
+        with safe_open(str(path), 'pt') as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, TypeError, MemoryError) as e:
+        raise CheckpointError(f'{path}: corrupt or truncated safetensors file ({e})') from None
+    for name, tensor in state.items():
+        _check_dtype(path, name, tensor)
+    if 'format' not in meta:
+        return state, None
+    if meta['format'] != FORMAT:
+        raise CheckpointError(f'{path}: format {meta["format"][:40]!r} is not {FORMAT!r} (written '
+                              'by another version?)')
+    return state, preset_from_json(meta.get('preset', ''), path)
 
-    Lightning checkpoints give their ``state_dict`` entry; keys are returned as stored.
+
+def preset_from_json(text: str, path) -> Preset:
+    """The preset a file stores as JSON text (our checkpoints, exported ONNX models), validated.
+
+    Raises CheckpointError naming ``path`` and what is wrong.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f'{path}: no such checkpoint file')
-    if _is_safetensors(path):
-        try:
-            state = load_file(str(path))
-            with safe_open(str(path), 'pt') as f:
-                meta = f.metadata() or {}
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f'{path}: corrupt or truncated safetensors file ({e})') from None
-        preset = None
-        if meta.get('format') == FORMAT:
-            preset = Preset.from_dict(json.loads(meta['preset']))
-        return state, preset
-    obj = _read_torch_zip(path)
-    preset = None
+    if len(text) > PRESET_JSON_LIMIT:
+        raise CheckpointError(f'{path}: the stored preset is {len(text)} characters long, more '
+                              f'than the {PRESET_JSON_LIMIT} a preset needs')
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise CheckpointError(f'{path}: the stored preset is nested too deeply') from None
+    except ValueError as e:
+        raise CheckpointError(f'{path}: the stored preset is not valid JSON ({e})') from None
+    try:
+        return Preset.from_dict(data)
+    except ValueError as e:  # names the field: "preset: model.backbone: expected ..."
+        raise CheckpointError(f'{path}: stored {e}') from None
+
+
+def _read_torch_archive(path: Path) -> tuple[dict[str, torch.Tensor], Preset | None]:
+    contents = load_archive(path)
+    obj, preset = contents.obj, None
     if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
         hparams = obj.get('hyper_parameters')
-        if isinstance(hparams, dict) and hparams.get('preset') in PRESETS:  # our training runs
+        if isinstance(hparams, dict) and type(hparams.get('preset')) is str \
+                and hparams['preset'] in PRESETS:  # our training runs
             preset = PRESETS[hparams['preset']]
         obj = obj['state_dict']
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not 0 < len(obj) <= MAX_TENSORS \
+            or not all(type(k) is str for k in obj):
         raise CheckpointError(f'{path}: holds no state dict (expected a mapping of names to '
                               'tensors, or a Lightning checkpoint with "state_dict")')
-    return dict(obj), preset
+    state = {}
+    for name, tensor in obj.items():
+        state[name] = contents.check_tensor(name[:200], tensor)
+        _check_dtype(path, name, state[name])
+    return state, preset
+
+
+def _check_dtype(path: Path, name: str, tensor: torch.Tensor) -> None:
+    if tensor.dtype not in TENSOR_DTYPES:
+        raise CheckpointError(f'{path}: tensor {name[:200]} has type {tensor.dtype}, not one a '
+                              'checkpoint of this network holds')
 
 
 def _strip_prefix(state: dict, prefix: str = 'model.') -> dict:
@@ -243,7 +158,10 @@ def infer_preset(state: dict) -> Preset | None:
 def check_state_dict(model: Symphonies, state: dict, source: str) -> dict:
     """Map an authors'- or our-layout state dict onto ``model`` strictly.
 
-    Raises CheckpointError listing every missing, unexpected and mis-shaped key.
+    Raises CheckpointError listing every missing, unexpected and mis-shaped key, every tensor
+    whose type is of another kind than the network's (a floating parameter stored as int8 or
+    bool) and every floating tensor with NaN or inf values (also after the cast to the
+    network's type).
     """
     state = _strip_prefix(state)
     expected = model.state_dict()
@@ -261,19 +179,27 @@ def check_state_dict(model: Symphonies, state: dict, source: str) -> dict:
         state.pop(key, None)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
+    fitting = [k for k in expected if k in state and state[k].shape == expected[k].shape]
     misshaped = [f'{k}: checkpoint {tuple(state[k].shape)}, network {tuple(v.shape)}'
                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if missing:
-        problems.append(f'{len(missing)} missing keys: {", ".join(missing[:20])}'
-                        + (' …' if len(missing) > 20 else ''))
-    if unexpected:
-        problems.append(f'{len(unexpected)} unexpected keys: {", ".join(unexpected[:20])}'
-                        + (' …' if len(unexpected) > 20 else ''))
-    if misshaped:
-        problems.append(f'{len(misshaped)} mis-shaped keys: ' + '; '.join(misshaped[:20]))
+    mistyped = [f'{k}: checkpoint {state[k].dtype}, network {expected[k].dtype}'
+                for k in fitting if _type_kind(state[k].dtype) != _type_kind(expected[k].dtype)]
+    non_finite = [k for k in fitting if expected[k].is_floating_point()
+                  and state[k].is_floating_point()
+                  and not torch.isfinite(state[k].to(expected[k].dtype)).all()]
+    for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                       ('mis-shaped keys', misshaped), ('keys of another type', mistyped),
+                       ('keys with NaN or inf values', non_finite)):
+        if keys:
+            problems.append(f'{len(keys)} {what}: {", ".join(keys[:20])}'
+                            + (' …' if len(keys) > 20 else ''))
     if problems:
-        raise CheckpointError(f'{source} does not fit the network:\n  ' + '\n  '.join(problems))
+        raise CheckpointError(f'{source} does not fit the network: ' + '; '.join(problems))
     return state
+
+
+def _type_kind(dtype: torch.dtype) -> str:
+    return 'floating' if dtype.is_floating_point else 'bool' if dtype == torch.bool else 'integer'
 
 
 def load_model(path, preset: Preset | str | None = None, device='cpu') -> tuple[Symphonies, Preset]:
@@ -281,8 +207,9 @@ def load_model(path, preset: Preset | str | None = None, device='cpu') -> tuple[
 
     Args:
         path: our ``.safetensors`` checkpoint, an authors' Lightning ``.ckpt`` or a bare state
-            dict. preset: required to match when given; for authors' files it is inferred from
-            the weights' shapes when omitted.
+            dict. preset: required to match when given (a stored preset must equal it in the
+            network, class names and geometry); for authors' files it is inferred from the
+            weights' shapes when omitted.
     """
     if isinstance(preset, str):
         from .presets import get_preset
@@ -292,10 +219,14 @@ def load_model(path, preset: Preset | str | None = None, device='cpu') -> tuple[
     if chosen is None:
         raise CheckpointError(f'{path}: cannot tell which preset the weights are for; pass one of '
                               f'{", ".join(PRESETS)}')
-    if preset is not None and stored is not None and stored.model != preset.model:
-        raise CheckpointError(f'{path}: checkpoint was made for preset {stored.name!r}, '
-                              f'not {preset.name!r}')
-    model = chosen.model.build()
+    if preset is not None and stored is not None and stored.differences(preset):
+        raise CheckpointError(f'{path}: checkpoint was made for preset {stored.name!r}, not '
+                              f'{preset.name!r} (they differ in '
+                              f'{", ".join(stored.differences(preset))})')
+    try:
+        model = chosen.model.build()
+    except (ValueError, RuntimeError) as e:
+        raise CheckpointError(f'{path}: preset {chosen.name!r} builds no network ({e})') from None
     state = check_state_dict(model, state, str(path))
     model.load_state_dict(state, strict=True)
     return model.eval().to(device), chosen

@@ -65,7 +65,7 @@ class Predictor:
         if backend == 'onnxruntime':
             from .backends.onnxruntime_backend import OnnxRuntimeBackend
             runtime = OnnxRuntimeBackend(path, device, precision, allow_fallback)
-            if preset is not None and runtime.preset.model != preset.model:
+            if preset is not None and runtime.preset.differences(preset):
                 raise CheckpointError(f'{path}: exported for preset {runtime.preset.name!r} '
                                       f'(image {runtime.preset.image_shape}), not {preset.name!r} '
                                       f'(image {preset.image_shape})')

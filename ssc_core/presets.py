@@ -1,11 +1,12 @@
 """The authors' settings per dataset, and the config that rebuilds a network."""
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .labels import KITTI_360_CLASSES, SEMANTIC_KITTI_CLASSES
-from .model import PixelDecoderConfig, Symphonies
+from .model import BACKBONES, PixelDecoderConfig, Symphonies
 
 
 @dataclass(frozen=True)
@@ -54,17 +55,141 @@ class Preset:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> 'Preset':
-        data = dict(data)
-        model = dict(data.pop('model'))
-        model['pixel_decoder'] = PixelDecoderConfig(**model.get('pixel_decoder', {}))
-        for key in ('image_shape', 'scene_shape'):
-            model[key] = tuple(model[key])
-        data['class_names'] = tuple(data['class_names'])
-        data['voxel_origin'] = tuple(data['voxel_origin'])
-        for key in ('cam_K', 'cam_from_grid'):
-            data[key] = tuple(tuple(row) for row in data[key])
-        return cls(model=ModelConfig(**model), **data)
+    def from_dict(cls, data) -> 'Preset':
+        """Rebuild a preset from :meth:`to_dict`'s output (e.g. a file's metadata), validated
+        before anything is built: exact keys, bounded integers, finite numbers, a known backbone.
+
+        Raises ValueError naming the field, what it must be and what it is.
+        """
+        data = _mapping(data, '', _PRESET_FIELDS)
+        model = _mapping(data['model'], 'model', _MODEL_FIELDS)
+        decoder = _mapping(model['pixel_decoder'], 'model.pixel_decoder', _DECODER_FIELDS)
+        pixel_decoder = PixelDecoderConfig(**{
+            key: _integer(decoder[key], f'model.pixel_decoder.{key}', *_DECODER_BOUNDS[key])
+            for key in _DECODER_FIELDS})
+        for key in ('num_heads', 'num_groups'):
+            if pixel_decoder.conv_dim % getattr(pixel_decoder, key):
+                raise ValueError(f'preset: model.pixel_decoder.{key} must divide conv_dim '
+                                 f'{pixel_decoder.conv_dim}, got {getattr(pixel_decoder, key)}')
+        backbone = model['backbone']
+        if not isinstance(backbone, str) or backbone not in BACKBONES:
+            raise ValueError(f'preset: model.backbone: expected one of {", ".join(BACKBONES)}, '
+                             f'got {_short(backbone)}')
+        config = ModelConfig(
+            num_classes=_integer(model['num_classes'], 'model.num_classes', 2, 256),
+            image_shape=_integers(model['image_shape'], 'model.image_shape', 2, 32, 4096),
+            embed_dims=_integer(model['embed_dims'], 'model.embed_dims', 8, 1024),
+            num_layers=_integer(model['num_layers'], 'model.num_layers', 1, 12),
+            num_queries=_integer(model['num_queries'], 'model.num_queries', 1, 1000),
+            scene_shape=_integers(model['scene_shape'], 'model.scene_shape', 3, 1, 1024),
+            voxel_size=_number(model['voxel_size'], 'model.voxel_size', 1e-3, 100.0),
+            volume_scale=_integer(model['volume_scale'], 'model.volume_scale', 1, 2),
+            downsample_z=_integer(model['downsample_z'], 'model.downsample_z', 1, 4),
+            backbone=backbone, pixel_decoder=pixel_decoder)
+        _check_grid(config)
+        names = data['class_names']
+        if (not isinstance(names, list | tuple) or len(names) != config.num_classes
+                or not all(isinstance(n, str) and 0 < len(n) <= 64 for n in names)
+                or len(set(names)) != len(names)):
+            raise ValueError(f'preset: class_names: expected {config.num_classes} distinct names '
+                             f'of 1-64 characters, got {_short(names)}')
+        name, description = data['name'], data['description']
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(f'preset: name: expected 1-64 letters, digits, "_", "-" or ".", '
+                             f'got {_short(name)}')
+        if not isinstance(description, str) or len(description) > 2000:
+            raise ValueError(f'preset: description: expected text of at most 2000 characters, '
+                             f'got {_short(description)}')
+        return cls(name=name, model=config, class_names=tuple(names),
+                   cam_K=_matrix_rows(data['cam_K'], 'cam_K', 3, 3),
+                   cam_from_grid=_matrix_rows(data['cam_from_grid'], 'cam_from_grid', 4, 4),
+                   voxel_origin=tuple(_number(v, 'voxel_origin', -1e4, 1e4)
+                                      for v in _sequence(data['voxel_origin'], 'voxel_origin', 3)),
+                   description=description)
+
+    def differences(self, other: 'Preset') -> list[str]:
+        """Names of the fields (``model.<field>`` for the network) in which two presets differ."""
+        fields = [f'model.{f.name}' for f in dataclasses.fields(ModelConfig)
+                  if getattr(self.model, f.name) != getattr(other.model, f.name)]
+        return fields + [f.name for f in dataclasses.fields(Preset)
+                         if f.compare and f.name not in ('name', 'model')
+                         and getattr(self, f.name) != getattr(other, f.name)]
+
+
+# --------------------------------------------------------------------------- preset schema
+_PRESET_FIELDS = tuple(f.name for f in dataclasses.fields(Preset))
+_MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+_DECODER_FIELDS = tuple(f.name for f in dataclasses.fields(PixelDecoderConfig))
+_DECODER_BOUNDS = {'conv_dim': (8, 1024), 'num_heads': (1, 64), 'num_layers': (1, 12),
+                   'feedforward_channels': (8, 8192), 'total_num_levels': (3, 6),
+                   'num_groups': (1, 1024)}
+# Decoder voxels x width: 16.8M for the authors' presets; the bound keeps the scene embedding
+# (and the activations it implies) under 512 MiB of float32.
+_MAX_DECODER_ELEMENTS = 2 ** 27
+_NAME = re.compile(r'[A-Za-z0-9_.\-]{1,64}')
+
+
+def _short(value) -> str:
+    """A value for an error message, cut to a readable length."""
+    text = repr(value) if isinstance(value, str | int | float | bool | type(None)) else \
+        f'a {type(value).__name__}'
+    return text if len(text) <= 80 else text[:77] + '...'
+
+
+def _mapping(value, where: str, fields: tuple[str, ...]) -> dict:
+    where = f'preset: {where}: ' if where else 'preset: '
+    if not isinstance(value, dict):
+        raise ValueError(f'{where}expected a mapping with keys {", ".join(fields)}, '
+                         f'got {_short(value)}')
+    missing = [k for k in fields if k not in value]
+    extra = [str(k)[:40] for k in value if k not in fields]
+    if missing or extra:
+        raise ValueError(f'{where}missing keys [{", ".join(missing)}], '
+                         f'unexpected keys [{", ".join(extra[:10])}]')
+    return value
+
+
+def _integer(value, where: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f'preset: {where}: expected an integer in [{low}, {high}], '
+                         f'got {_short(value)}')
+    return value
+
+
+def _number(value, where: str, low: float, high: float) -> float:
+    if type(value) not in (int, float) or not low <= value <= high:  # NaN fails the comparison
+        raise ValueError(f'preset: {where}: expected a finite number in [{low:g}, {high:g}], '
+                         f'got {_short(value)}')
+    return float(value)
+
+
+def _sequence(value, where: str, length: int) -> list | tuple:
+    if not isinstance(value, list | tuple) or len(value) != length:
+        raise ValueError(f'preset: {where}: expected {length} values, got {_short(value)}')
+    return value
+
+
+def _integers(value, where: str, length: int, low: int, high: int) -> tuple[int, ...]:
+    return tuple(_integer(v, where, low, high) for v in _sequence(value, where, length))
+
+
+def _matrix_rows(value, where: str, rows: int, cols: int) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(_number(v, where, -1e6, 1e6) for v in _sequence(row, where, cols))
+                 for row in _sequence(value, where, rows))
+
+
+def _check_grid(config: ModelConfig) -> None:
+    x, y, z = config.scene_shape
+    if any(s % config.volume_scale for s in config.scene_shape) or \
+            (z // config.volume_scale) % config.downsample_z:
+        raise ValueError(f'preset: model.scene_shape {config.scene_shape} must be divisible by '
+                         f'volume_scale {config.volume_scale} (and Z further by downsample_z '
+                         f'{config.downsample_z})')
+    decoder_voxels = x * y * z // (config.volume_scale ** 3 * config.downsample_z)
+    if decoder_voxels * config.embed_dims > _MAX_DECODER_ELEMENTS:
+        raise ValueError(f'preset: model.scene_shape {config.scene_shape} with embed_dims '
+                         f'{config.embed_dims} needs a {decoder_voxels} x {config.embed_dims} scene '
+                         f'embedding, more than the {_MAX_DECODER_ELEMENTS} elements allowed')
 
 
 def _rows(m) -> tuple[tuple[float, ...], ...]:

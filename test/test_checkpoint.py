@@ -127,3 +127,21 @@ def test_training_initialization_from_weights_and_backbone(tmp_path):
     torch.save({'conv1.0.weight': torch.zeros(3)}, tmp_path / 'wrong.pth')
     with pytest.raises(ValueError, match='backbone weights do not fit resnet10t'):
         module.load_backbone(tmp_path / 'wrong.pth')
+
+
+def test_presets_pass_their_own_schema():
+    import dataclasses
+    import json
+
+    from ssc_core.checkpoint import BUILTIN_CHECKPOINT
+    from ssc_core.presets import PRESETS, Preset
+    for preset in (*PRESETS.values(), SMALL_PRESET):
+        again = Preset.from_dict(json.loads(json.dumps(preset.to_dict())))
+        assert again == preset and again.description == preset.description
+    _, stored = read_state_dict(BUILTIN_CHECKPOINT)
+    assert stored == PRESETS['small']
+    renamed = dataclasses.replace(SMALL_PRESET, name='mine', description='a fine-tune')
+    assert SMALL_PRESET.differences(renamed) == []
+    moved = dataclasses.replace(SMALL_PRESET, voxel_origin=(0.0, -25.0, -2.0),
+                                model=dataclasses.replace(SMALL_PRESET.model, num_queries=11))
+    assert SMALL_PRESET.differences(moved) == ['model.num_queries', 'voxel_origin']

@@ -236,3 +236,22 @@ def test_compressed_images(checkpoint, probe, tmp_path):
     assert probe.messages('/voxels'), (tmp_path / 'node.log').read_text()
     assert probe.messages('/voxels')[0].header.stamp.sec >= 5
     assert stop(node) == 0
+
+
+def test_hostile_checkpoint_stops_startup_with_one_line(tmp_path):
+    """A weights file whose preset names a hub backbone stops the start-up with one message
+    (the loader refuses it before anything is built or fetched)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from ssc_core.checkpoint import FORMAT
+    preset = SMALL.to_dict()
+    preset['model']['backbone'] = 'hf-hub:someone/evil-backbone'
+    path = tmp_path / 'evil.safetensors'
+    save_file({'x': torch.zeros(1)}, str(path), metadata={'format': FORMAT, 'preset': json.dumps(preset)})
+    out = subprocess.run(node_command('-p', f'checkpoint:={path}'), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0
+    assert f'parameter checkpoint: cannot load {path}: {path}: stored preset: model.backbone' in out.stderr
+    assert 'Traceback' not in out.stderr, out.stderr

@@ -67,8 +67,8 @@ def trained(data, tmp_path_factory):
 def read_epoch(path):
     import zipfile
     assert zipfile.ZipFile(path).testzip() is None  # complete, not a torn write
-    from ssc_core.checkpoint import _read_torch_zip
-    state = _read_torch_zip(path)
+    from ssc_core.torch_archive import load_archive
+    state = load_archive(path).obj
     return state['epoch'], state['global_step']
 
 

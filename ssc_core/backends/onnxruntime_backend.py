@@ -1,12 +1,11 @@
 """ONNX Runtime with TensorRT → CUDA → CPU execution providers, from a file made by
 ``python -m ssc_core.tools.export``."""
-import json
 import logging
 
 import numpy as np
 import torch
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, preset_from_json
 from ..presets import Preset
 from .torch_backend import to_numpy
 
@@ -17,16 +16,71 @@ CPU_PROVIDER = 'CPUExecutionProvider'
 
 
 def read_preset(path) -> Preset:
-    """The preset stored in an exported model's metadata."""
+    """The preset stored in an exported model's metadata, checked against the model's declared
+    inputs before any session is created.
+
+    Raises CheckpointError for a file that is not one of our self-contained exports.
+    """
     import onnx
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
+    except Exception as e:  # protobuf and onnx raise many types for a bad file
         raise CheckpointError(f'{path}: not a readable ONNX model ({type(e).__name__}: {e})') from None
     meta = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in meta:
         raise CheckpointError(f'{path}: no {METADATA_KEY} metadata; export it with ssc_core.tools.export')
-    return Preset.from_dict(json.loads(meta[METADATA_KEY]))
+    preset = preset_from_json(meta[METADATA_KEY], path)
+    external = _external_tensor(model)
+    if external is not None:
+        raise CheckpointError(f'{path}: tensor {external[:100]} keeps its data in another file; '
+                              'only self-contained models (as ssc_core.tools.export writes) are read')
+    expected = input_shapes(preset)
+    initializers = {t.name for t in model.graph.initializer}
+    declared = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        declared[value.name[:100]] = [d.dim_value if d.HasField('dim_value') else d.dim_param[:40]
+                                      for d in dims]
+    if declared != expected:
+        raise CheckpointError(f'{path}: the model takes inputs {declared}, its preset '
+                              f'{preset.name!r} needs {expected}')
+    return preset
+
+
+def input_shapes(preset: Preset) -> dict[str, list[int]]:
+    """Shapes of an exported model's inputs (one frame, see ``Predictor.prepare``)."""
+    cfg = preset.model
+    height, width = cfg.image_shape
+    points = 1
+    for size in cfg.scene_shape:
+        points *= size // cfg.volume_scale
+    return {'img': [1, 3, height, width], 'depth': [1, height, width], 'cam_K': [1, 3, 3],
+            'cam_pose': [1, 4, 4], 'voxel_origin': [1, 3], 'projected_pix': [1, points, 2],
+            'fov_mask': [1, points]}
+
+
+def _external_tensor(model) -> str | None:
+    """Name of a tensor whose data lives outside the file (graphs, subgraphs, functions)."""
+    import onnx
+    graphs = [model.graph]
+    nodes = [n for f in model.functions for n in f.node]
+    while graphs or nodes:
+        if graphs:
+            graph = graphs.pop()
+            tensors = list(graph.initializer) + [s.values for s in graph.sparse_initializer]
+            nodes.extend(graph.node)
+        else:
+            attributes = nodes.pop().attribute
+            tensors = [a.t for a in attributes if a.HasField('t')]
+            tensors += [t for a in attributes for t in a.tensors]
+            graphs += [a.g for a in attributes if a.HasField('g')]
+            graphs += [g for a in attributes for g in a.graphs]
+        for tensor in tensors:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                return tensor.name
+    return None
 
 
 class OnnxRuntimeBackend:

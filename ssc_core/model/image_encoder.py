@@ -11,6 +11,9 @@ from torch import nn
 
 from .pixel_decoder import MaskDINOPixelDecoder
 
+# timm ResNets with four feature stages, built locally (no hub or path names reach timm).
+BACKBONES = ('resnet10t', 'resnet18', 'resnet34', 'resnet50', 'resnet101')
+
 
 @dataclass(frozen=True)
 class PixelDecoderConfig:
@@ -51,6 +54,8 @@ class ImageEncoder(nn.Module):
     def __init__(self, embed_dims: int = 128, backbone: str = 'resnet50',
                  pixel_decoder: PixelDecoderConfig | None = None, num_queries: int = 100):
         super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f'backbone: expected one of {", ".join(BACKBONES)}, got {backbone!r}')
         pixel_decoder = pixel_decoder or PixelDecoderConfig()
         net = timm.create_model(backbone, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4))
         channels = net.feature_info.channels()

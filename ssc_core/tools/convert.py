@@ -27,7 +27,10 @@ def main(argv=None):
         model, preset = load_model(args.source, args.preset)
     except CheckpointError as e:
         sys.exit(f'ssc_convert: {e}')
-    path = save_checkpoint(model, preset, args.output, half=args.half)
+    try:
+        path = save_checkpoint(model, preset, args.output, half=args.half)
+    except OSError as e:
+        sys.exit(f'ssc_convert: cannot write {args.output}: {e.strerror or e}')
     params = sum(p.numel() for p in model.parameters())
     print(f'wrote {path} (preset {preset.name}, {params:,} parameters)')
 

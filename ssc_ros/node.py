@@ -19,7 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -31,6 +31,7 @@ from ssc_core.predictor import PRECISIONS, Predictor
 
 from . import conversions
 from .conversions import MessageError
+from .qos import INPUT_QOS, input_qos
 
 BUILTIN = 'builtin'
 
@@ -55,6 +56,9 @@ PARAMETERS = {
     'precision': Parameter('fp32', 'fp32, or fp16/bf16 autocast', tuple(PRECISIONS)),
     'image_transport': Parameter('raw', 'raw: sensor_msgs/Image on "image"; compressed: '
                                  'sensor_msgs/CompressedImage on "image/compressed"', ('raw', 'compressed')),
+    'input_qos': Parameter('reliable', 'QoS of the image, depth and camera_info subscriptions: reliable '
+                           'connects to reliable publishers (drivers, ros2 bag play) and receives '
+                           'full-size frames; best_effort or sensor_data for best-effort drivers', INPUT_QOS),
     'slop': Parameter(0.05, 'largest stamp difference (s) between paired image and depth'),
     'queue_size': Parameter(10, 'messages kept per input for pairing'),
     'frame_id': Parameter('velodyne', 'frame of the voxel grid, for every output'),
@@ -108,7 +112,7 @@ class SSCNode(Node):
         self.last_stamp = None
         self.running = True
 
-        qos = qos_profile_sensor_data
+        qos = input_qos(self.params['input_qos'], self.params['queue_size'])
         if self.params['image_transport'] == 'compressed':
             self.create_subscription(CompressedImage, 'image/compressed', self._on_image, qos)
         else:

@@ -56,3 +56,13 @@ def assert_close(actual, expected, atol=1e-4, rtol=1e-4, name=''):
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope='session')
+def checkpoint(tmp_path_factory) -> str:
+    """The built-in ``small`` preset with random weights, as a .safetensors file (for the ROS tests)."""
+    from ssc_core.checkpoint import save_checkpoint
+    from ssc_core.presets import SMALL
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('ckpt') / 'small.safetensors'
+    return str(save_checkpoint(SMALL.model.build(), SMALL, path))

@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid
 from ros_helpers import Probe, diagnostics_values, node_command, rss_mib, start
@@ -14,20 +13,15 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from ssc_core.checkpoint import save_checkpoint
 from ssc_core.labels import class_colors
 from ssc_core.presets import SMALL
 from ssc_ros import conversions as conv
 from ssc_ros.bag import convert
 from ssc_ros.launch_description import describe
 
+pytestmark = pytest.mark.ros
+
 REMAP = ['-r', 'image:=/camera/image', '-r', 'depth:=/camera/depth', '-r', 'camera_info:=/camera/camera_info']
-
-
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_checkpoint(SMALL.model.build(), SMALL, tmp_path_factory.mktemp('ckpt') / 'small.safetensors')
 
 
 @pytest.fixture(scope='module')

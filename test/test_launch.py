@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from ssc_ros.launch_description import describe, share_dir
-from ssc_ros.node import PARAMETERS
+from ssc_ros.parameters import PARAMETERS
 
 REPO = Path(__file__).resolve().parents[1]
 

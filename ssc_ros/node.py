@@ -269,19 +269,20 @@ class SSCNode(Node):
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                               status=[status]))
 
-    def stop_workers(self) -> bool:
-        """Stop both threads; False when an inference is still running after SHUTDOWN_GRACE_S."""
-        self.markers.stop(SHUTDOWN_GRACE_S)
-        return self.inference.stop(SHUTDOWN_GRACE_S)
+    def stop_workers(self) -> list[str]:
+        """Stop both threads; what is still running after SHUTDOWN_GRACE_S ('inference', 'markers')."""
+        self.markers.slot.close()
+        busy = [] if self.inference.stop(SHUTDOWN_GRACE_S) else ['inference']
+        return busy + ([] if self.markers.stop(SHUTDOWN_GRACE_S) else ['markers'])
 
 
 def main(args=None):
     """Run until SIGINT/SIGTERM (once or repeatedly) or the context ends; exit 0.
 
-    An inference in progress at shutdown is waited for SHUTDOWN_GRACE_S, then abandoned: after the
-    node and rclpy are shut down and the logs flushed, the process ends with ``os._exit(0)``.
-    Letting Python finalize instead would abort (``terminate called without an active exception``)
-    when the daemon inference thread, still inside PyTorch or ONNX Runtime, is torn down.
+    An inference (or marker building) in progress at shutdown is waited for SHUTDOWN_GRACE_S, then
+    abandoned: after the node and rclpy are shut down and the logs flushed, the process ends with
+    ``os._exit(0)``. Letting Python finalize instead would abort (``terminate called without an
+    active exception``) when the daemon thread, still inside PyTorch or ONNX Runtime, is torn down.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = stop_on_signals()
@@ -294,13 +295,13 @@ def main(args=None):
     executor.add_node(node)
     while not stop.is_set() and rclpy.ok():
         executor.spin_once(timeout_sec=0.1)
-    finished = node.stop_workers()
-    if not finished:
-        node.get_logger().info('shutting down: abandoning the inference in progress')
+    busy = node.stop_workers()
+    if busy:
+        node.get_logger().info(f'shutting down: abandoning the {" and ".join(busy)} in progress')
     executor.shutdown()
     node.destroy_node()
     rclpy.try_shutdown()
-    if not finished:
+    if busy:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

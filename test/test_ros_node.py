@@ -203,15 +203,6 @@ def test_startup_errors_name_parameter_expected_and_got(checkpoint, tmp_path, gi
     assert message in startup_error(given, checkpoint, tmp_path)
 
 
-def test_startup_error_is_one_line_and_exit_1(checkpoint, tmp_path):
-    path = tmp_path / 'params.yaml'
-    path.write_text('/**/ssc_node:\n  ros__parameters:\n    queue_size: 10.0\n')
-    out = subprocess.run(node_command('--params-file', str(path)), capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 1
-    assert out.stderr == 'ssc_node: parameter queue_size: expected integer, got double 10.0\n'
-
-
 def test_under_load_stale_frames_are_dropped_and_counted(checkpoint, probe, tmp_path):
     pub_image, pub_depth, pub_info = feed(probe)
     node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'diagnostics_period:=0.5', *REMAP),

@@ -6,9 +6,9 @@ and are discarded, counted as unpaired. Two problems are told apart:
 
 * ``stamp_backwards``: one input's own stamps went back by more than ``slop`` (a bag looped, a
   driver restarted): pairing starts over.
-* ``depth_too_far``: both inputs move forward, but images wait a full queue without a partner
-  while depths keep coming further than ``slop`` away (say, stamped 1 s early): the offset is
-  reported. An image merely overtaken by a newer pair lost its depth: counted, no notice.
+* ``depth_too_far``: both inputs move forward, but a queue fills up without a partner while the
+  newest depth and image stamps are further apart than ``slop`` (say, depth stamped 1 s early):
+  the offset is reported. An image merely overtaken by a newer pair lost its depth: counted only.
 """
 import collections
 from dataclasses import dataclass, field
@@ -55,6 +55,7 @@ class StampPairer:
             for name in INPUTS:
                 self.queues[name].clear()
                 self.last[name] = None
+            last = None
         self.last[kind] = stamp if last is None else max(stamp, last)
         queue = self.queues[kind]
         queue.append((stamp, msg))
@@ -85,16 +86,16 @@ class StampPairer:
         return min(range(len(depths)), key=lambda j: abs(depths[j][0] - stamp))
 
     def _discard(self, kind: str, count: int, outcome: Outcome, explain: bool = False) -> None:
-        """Drop the ``count`` oldest of ``kind`` as unpaired; ``explain``: an image that waited a full
-        queue says how far the closest depth is."""
+        """Drop the ``count`` oldest of ``kind`` as unpaired; ``explain``: a full queue says how far
+        apart the newest depth and image stamps are when that is more than slop."""
         for _ in range(count):
-            stamp, _msg = self.queues[kind].popleft()
+            self.queues[kind].popleft()
             self.unpaired[kind] += 1
-            if explain and kind == 'image':
-                j = self._closest_depth(stamp)
-                offset = None if j is None else self.queues['depth'][j][0] - stamp
-                if offset is not None and abs(offset) > self.slop:
-                    outcome.notices.append(Notice(
-                        'depth_too_far', f'image {stamp:.3f} has no depth within slop {self.slop:g} s; the '
-                        f'closest depth is {abs(offset):.3f} s {"later" if offset > 0 else "earlier"} '
-                        '(check the depth stamps, or raise slop)'))
+        newest_image, newest_depth = self.last['image'], self.last['depth']
+        if explain and newest_image is not None and newest_depth is not None:
+            offset = newest_depth - newest_image
+            if abs(offset) > self.slop:
+                outcome.notices.append(Notice(
+                    'depth_too_far', f'no depth within slop {self.slop:g} s of the images: depth stamps run '
+                    f'{abs(offset):.3f} s {"behind" if offset < 0 else "ahead of"} image stamps ({kind} '
+                    'discarded unpaired; check the stamps, or raise slop)'))

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import OccupancyGrid
 from ros_helpers import Probe, diagnostics_values, node_command, rss_mib, start
 from rosbags.highlevel import AnyReader
@@ -109,8 +109,8 @@ def feed(probe):
 def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     pub_image, pub_depth, pub_info = feed(probe)
     log = tmp_path / 'node.log'
-    node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'diagnostics_period:=0.2', *REMAP),
-                 log)
+    node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'diagnostics_period:=0.2',
+                              '-p', 'stall_timeout:=1.0', *REMAP), log)
     probe.wait_for(lambda: probe.messages('/diagnostics'), 60, 'the node to start')
     t = [2_000_000_000]
 
@@ -152,11 +152,25 @@ def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     count = len(probe.messages('/voxels'))
     send(*frame(t[0]))
     probe.wait_for(lambda: len(probe.messages('/voxels')) > count, 60, 'an output after the bad input')
+    # Depth stamped 1 s before its image: reported as such (not as time going back), images and
+    # depths counted unpaired, WARN once inputs keep arriving with nothing processed (stall_timeout 1 s).
+    for _ in range(60):
+        image, _ = frame(t[0])
+        _, depth = frame(t[0] - 10**9)
+        send(image, depth)
+        time.sleep(0.1)
+        status = probe.messages('/diagnostics')[-1].status[0]
+        values = diagnostics_values(probe.messages('/diagnostics')[-1])
+        if status.level == DiagnosticStatus.WARN and 'nothing processed' in status.message \
+                and 'error_depth_too_far' in values:
+            break
+    assert 'images without a depth' in status.message, (status.message, values)
+    assert int(values['unpaired_image']) > 0 and int(values['unpaired_depth']) > 0
     assert node.poll() is None
     assert stop(node) == 0
     text = log.read_text()
     for phrase in ('no camera_info received yet', "encoding 'yuv422' not supported", '(truncated)',
-                   'does not match image', 'time jumped back'):
+                   'does not match image', 'time jumped back', 's behind image stamps'):
         assert phrase in text, phrase
     assert 'Traceback' not in text
 

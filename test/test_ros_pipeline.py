@@ -33,7 +33,7 @@ def test_depth_too_far_is_not_time_jumping_back():
         notices += pairer.add('image', t, f'i{i}').notices + pairer.add('depth', t - 1.0, f'd{i}').notices
     kinds = {n.kind for n in notices}
     assert kinds == {'depth_too_far'}
-    assert 'the closest depth is 0.800 s earlier' in notices[0].text
+    assert 'depth stamps run 1.100 s behind image stamps (image discarded unpaired' in notices[0].text
     assert pairer.unpaired['image'] == 7 and pairer.unpaired['depth'] == 7
 
 
@@ -46,6 +46,8 @@ def test_time_jumping_back_restarts_pairing():
     assert 'image stamp 2.000 is older than the previous image 50.000' in outcome.notices[0].text
     outcome = pairer.add('depth', 2.0, 'b')        # the depth follows: pairs, no second notice
     assert outcome.pair.image == 'b' and not outcome.notices
+    for t in (2.1, 2.2):                            # and time goes on from there
+        assert not pairer.add('image', t, t).notices and pairer.add('depth', t, t).pair.image == t
 
 
 def test_queue_overflow_counts_unpaired():

@@ -44,9 +44,7 @@ def workspace(tmp_path_factory) -> dict:
     assert build.returncode == 0, build.stdout + build.stderr
     sourced = subprocess.run(['bash', '-c', f'source {ws}/install/setup.bash && env -0'], env=env,
                              capture_output=True, check=True, timeout=60).stdout
-    env = dict(item.split('=', 1) for item in sourced.decode().split('\0') if '=' in item)
-    env['ws'] = str(ws)
-    return env
+    return dict(item.split('=', 1) for item in sourced.decode().split('\0') if '=' in item)
 
 
 def ros2(env, *args, timeout=60) -> subprocess.CompletedProcess:
@@ -170,7 +168,7 @@ def test_ros2_launch_bag_with_sim_time_uses_the_installed_config(workspace, prob
         probe.wait_for(lambda: '[ssc_bag-2]: process has finished cleanly' in log.read_text(), 30,
                        'the player to finish')
         cmdline = Path(f'/proc/{node_pid(log)}/cmdline').read_bytes().split(b'\0')
-        installed = Path(workspace['ws']) / 'install/ssc_ros/share/ssc_ros/config/ssc.yaml'
+        installed = Path(workspace['COLCON_PREFIX_PATH']) / 'ssc_ros/share/ssc_ros/config/ssc.yaml'
         assert str(installed).encode() in cmdline, cmdline
         assert probe.messages('/voxels')[0].header.stamp.sec == 1_700_000_000
     finally:

@@ -57,11 +57,10 @@ def test_bag_player_node_subscriber(sequence, checkpoint, probe, tmp_path):
     for msg_type, topic in ((PointCloud2, '/voxels'), (OccupancyGrid, '/occupancy'),
                             (MarkerArray, '/voxel_markers')):
         probe.record(msg_type, topic)
-    # Started the way launch/ssc.launch.py starts them: the installed parameters file, remappings
-    # to the bag's topics, and the built-in player.
+    # Started the way launch/ssc.launch.py starts them: the parameters file, remappings to the bag's
+    # topics, and the built-in player, which waits for the node's subscriptions.
     launch = describe(bag=str(bag), rate=0.5, extra_parameters={'checkpoint': checkpoint, 'frame_id': 'grid'})
     node = start(launch.node.command(), tmp_path / 'node.log')
-    time.sleep(3)
     player = subprocess.run(launch.player.command(), capture_output=True, text=True, timeout=120)
     assert player.returncode == 0, player.stderr
     assert 'published 24 messages' in player.stdout + player.stderr

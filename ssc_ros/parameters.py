@@ -126,7 +126,7 @@ def type_mismatch(name: str, got_type: int, got_value) -> str:
     """The one line for a value of the wrong type (from a parameters file or -p)."""
     expected = TYPE_NAMES[PARAMETERS[name].type]
     got = TYPE_NAMES.get(got_type, 'unset')
-    hint = ' (write 1.0, not 1)' if (expected, got) == ('double', 'integer') else ''
+    hint = f' (write {float(got_value)!r})' if (expected, got) == ('double', 'integer') else ''
     return f'parameter {name}: expected {expected}, got {got} {got_value!r}{hint}'
 
 

@@ -183,6 +183,7 @@ STARTUP_ERRORS = [  # (arguments or parameters-file text, the one line expected)
     ('slop: "fast"', "parameter slop: expected double, got string 'fast'"),
     ('queue_size: 10.0', 'parameter queue_size: expected integer, got double 10.0'),
     ('slop: -5.0', 'parameter slop: expected >= 1e-06, got -5.0'),
+    ('slop: -5', 'parameter slop: expected double, got integer -5 (write -5.0)'),
     ('diagnostics_period: 1.0e-9', 'parameter diagnostics_period: expected >= 0.05, got 1e-09'),
     ('input_qos: fastest', 'parameter input_qos: expected one of reliable, best_effort, sensor_data, '
                            "system_default, got 'fastest'"),

@@ -126,7 +126,7 @@ def test_parameter_checks():
     assert class_filter_ids(['', 'road'], ('empty', 'car', 'road')).tolist() == [2]
     assert class_filter_ids([], ('empty', 'car')) is None
     assert type_mismatch('slop', 4, 'fast') == "parameter slop: expected double, got string 'fast'"
-    assert type_mismatch('slop', 2, 1) == 'parameter slop: expected double, got integer 1 (write 1.0, not 1)'
+    assert type_mismatch('slop', 2, -5) == 'parameter slop: expected double, got integer -5 (write -5.0)'
     assert unknown(['slop', 'use_sim_time', 'qos_overrides./x.reliability', 'slope']) == ['slope']
     read_only = {name for name, spec in PARAMETERS.items() if spec.read_only}
     assert read_only == {'checkpoint', 'preset', 'backend', 'device', 'allow_cpu_fallback', 'precision',

@@ -45,9 +45,14 @@ def node_command(*ros_args, module='ssc_ros.node'):
     return [sys.executable, '-m', module, '--ros-args', *ros_args]
 
 
+STARTED = []  # processes started by start(); conftest kills those still running after each test
+
+
 def start(cmd, log_path):
     log = open(log_path, 'w')
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    STARTED.append(process)
+    return process
 
 
 class Probe:

@@ -64,11 +64,14 @@ def test_player_publishes_clock_and_stops_cleanly_on_signals(small_bag, probe):
         player = subprocess.Popen(player_command(small_bag, '--loop', '--clock', '50', '--rate', '2',
                                                  '--topics', '/camera/image'),
                                   stderr=subprocess.PIPE, text=True)
-        probe.wait_for(lambda: len(probe.messages('/camera/image')) >= 7, 30, 'a second loop of the bag')
-        player.send_signal(signum)
-        time.sleep(0.05)
-        player.send_signal(signum)  # a second one, as a terminal plus ros2 launch send
-        _, err = player.communicate(timeout=20)
+        try:
+            probe.wait_for(lambda: len(probe.messages('/camera/image')) >= 7, 30, 'a second loop of the bag')
+            player.send_signal(signum)
+            time.sleep(0.05)
+            player.send_signal(signum)  # a second one, as a terminal plus ros2 launch send
+            _, err = player.communicate(timeout=20)
+        finally:
+            player.kill()
         assert player.returncode == 0, err
         assert 'Traceback' not in err and 'published' in err
         probe.received['/camera/image'].clear()

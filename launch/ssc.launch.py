@@ -3,7 +3,7 @@
 
 A thin adapter over ssc_ros.launch_description, which holds what is started.
 """
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -16,7 +16,7 @@ ARGUMENTS = {
     'image': ('/camera/image', 'camera image topic'),
     'depth': ('/camera/depth', 'depth image topic, registered to the camera image'),
     'camera_info': ('/camera/camera_info', 'camera info topic'),
-    'use_sim_time': ('false', 'use /clock (bag playback)'),
+    'use_sim_time': ('false', 'use /clock (with bag:=, the player publishes it)'),
     'bag': ('', 'rosbag2 folder to play with the built-in player'),
     'rate': ('1.0', 'playback rate'),
     'loop': ('false', 'loop the bag'),
@@ -35,7 +35,8 @@ def _actions(context):
                     namespace=d.node.namespace, parameters=d.node.parameters,
                     remappings=d.node.remappings, output='screen')]
     if d.player:
-        actions.append(ExecuteProcess(cmd=d.player.command(), output='screen'))
+        actions.append(Node(package=d.player.package, executable=d.player.executable, name=d.player.name,
+                            namespace=d.player.namespace, arguments=d.player.arguments, output='screen'))
     if d.rviz:
         actions.append(Node(package='rviz2', executable='rviz2', name='rviz2', arguments=d.rviz.arguments,
                             parameters=d.rviz.parameters))

@@ -1,7 +1,7 @@
 """KITTI odometry sequences → rosbag2, and a rosbag2 player that needs no ``ros2`` CLI.
 
     python -m ssc_ros.bag convert SEQ_DIR DEPTH_DIR OUT_BAG [--storage mcap|sqlite3]
-    python -m ssc_ros.bag play OUT_BAG [--rate 1.0] [--loop]
+    python -m ssc_ros.bag play OUT_BAG [--rate 1.0] [--loop] [--clock [HZ]] [--wait-for-subscribers S]
 
 The bag holds ``/camera/image`` (rgb8), ``/camera/depth`` (32FC1 metres) and
 ``/camera/camera_info`` at the recorded times (times.txt), frame ``camera``.
@@ -9,20 +9,25 @@ The bag holds ``/camera/image`` (rgb8), ``/camera/depth`` (32FC1 metres) and
 import argparse
 import importlib
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
-from ssc_core.data.semantic_kitti import read_calib
+from .signals import stop_on_signals
 
 TOPICS = {'image': '/camera/image', 'depth': '/camera/depth', 'camera_info': '/camera/camera_info'}
 START_TIME_NS = 1_700_000_000 * 10**9  # recorded times are offsets from this instant
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+
+# As ros2 bag play's publishers: reliable, so subscribers get full-size images (reliable or best effort).
+PLAYER_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def _header(stamp_ns: int, frame_id: str):
@@ -34,6 +39,8 @@ def _header(stamp_ns: int, frame_id: str):
 def convert(sequence_dir, depth_dir, out, storage: str = 'mcap', frame_id: str = 'camera',
             limit: int | None = None, progress: bool = True) -> Path:
     """Write a KITTI odometry sequence (image_2, calib.txt, times.txt + stereo depth .npy) as a bag."""
+    from ssc_core.data.semantic_kitti import read_calib
+
     sequence_dir, depth_dir, out = Path(sequence_dir), Path(depth_dir), Path(out)
     if out.exists():
         raise FileExistsError(f'{out}: already exists (not overwritten)')
@@ -89,32 +96,70 @@ def message_class(msgtype: str):
     return getattr(importlib.import_module(f'{package}.msg'), name)
 
 
-def play(node, bag, rate: float = 1.0, loop: bool = False, topics=None, should_stop=lambda: False) -> int:
+def _wait_for_subscribers(node, publishers: dict, timeout: float, stop: threading.Event) -> None:
+    """Wait until every topic has a subscriber, at most ``timeout`` s (logged either way)."""
+    missing = sorted(topic for topic, pub in publishers.items() if pub.get_subscription_count() == 0)
+    if not missing or timeout <= 0:
+        return
+    node.get_logger().info(f'waiting up to {timeout:.0f} s for subscribers of {", ".join(missing)}')
+    deadline = time.monotonic() + timeout
+    while missing and time.monotonic() < deadline and not stop.wait(0.05):
+        missing = [topic for topic in missing if publishers[topic].get_subscription_count() == 0]
+    if missing:
+        node.get_logger().warning(f'no subscriber on {", ".join(missing)}; playing anyway')
+
+
+def play(node, bag, rate: float = 1.0, loop: bool = False, topics=None, stop: threading.Event | None = None,
+         clock_hz: float = 0.0, wait_for_subscribers: float = 0.0) -> int:
     """Publish a bag's messages (raw CDR, not deserialized) at their recorded times ÷ rate.
 
-    Returns the number of messages published.
+    Publishers are reliable (as ``ros2 bag play``'s), so full-size images arrive. Waits first for a
+    subscriber on every topic (at most ``wait_for_subscribers`` s); ``clock_hz`` > 0 publishes the
+    bag time on /clock at that rate (for ``use_sim_time``); ``stop`` ends playback early. Before
+    returning, waits (up to 5 s) until subscribers acknowledged every message. Returns the number of
+    messages published.
     """
-    from rclpy.qos import QoSProfile
+    from rclpy.duration import Duration
+    from rclpy.time import Time
     from rosbags.highlevel import AnyReader
+    from rosgraph_msgs.msg import Clock
 
+    stop = stop or threading.Event()
     count = 0
     with AnyReader([Path(bag)], default_typestore=TYPESTORE) as reader:
         conns = [c for c in reader.connections if topics is None or c.topic in topics]
-        publishers = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic, QoSProfile(depth=10))
+        publishers = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic, PLAYER_QOS)
                       for c in conns}
-        while True:
-            start_wall, start_bag = time.monotonic(), None
+        clock = node.create_publisher(Clock, '/clock', QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)) if clock_hz > 0 else None
+        _wait_for_subscribers(node, publishers, wait_for_subscribers, stop)
+
+        def publish_clock(bag_ns: int) -> None:
+            clock.publish(Clock(clock=Time(nanoseconds=bag_ns).to_msg()))
+
+        def wait_until(wall: float, start_wall: float, start_bag: int) -> None:
+            """Sleep until the wall time ``wall``, publishing /clock on the way."""
+            while not stop.is_set():
+                now = time.monotonic()
+                if clock is not None:
+                    publish_clock(start_bag + round((now - start_wall) * rate * 1e9))
+                if now >= wall:
+                    return
+                stop.wait(min(wall - now, 1.0 / clock_hz) if clock is not None else wall - now)
+
+        while not stop.is_set():
+            start_wall, start_bag = time.monotonic(), reader.start_time
             for conn, stamp, raw in reader.messages(connections=conns):
-                start_bag = stamp if start_bag is None else start_bag
-                delay = (stamp - start_bag) / 1e9 / rate - (time.monotonic() - start_wall)
-                if delay > 0:
-                    time.sleep(delay)
-                if should_stop():
-                    return count
+                wait_until(start_wall + (stamp - start_bag) / 1e9 / rate, start_wall, start_bag)
+                if stop.is_set():
+                    break
                 publishers[conn.topic].publish(bytes(raw))
                 count += 1
             if not loop:
-                return count
+                break
+        for pub in publishers.values():
+            pub.wait_for_all_acked(Duration(seconds=5))
+    return count
 
 
 def main(argv=None):
@@ -133,6 +178,10 @@ def main(argv=None):
     p.add_argument('--rate', type=float, default=1.0)
     p.add_argument('--loop', action='store_true')
     p.add_argument('--topics', nargs='*')
+    p.add_argument('--clock', type=float, nargs='?', const=40.0, default=0.0, metavar='HZ',
+                   help='publish the bag time on /clock (default 40 Hz), as ros2 bag play --clock')
+    p.add_argument('--wait-for-subscribers', type=float, default=30.0, metavar='SECONDS',
+                   help='wait until every topic has a subscriber, at most this long (0: do not wait)')
     args, ros_args = parser.parse_known_args(argv)
     if args.command == 'convert':
         try:
@@ -144,14 +193,22 @@ def main(argv=None):
         return
     if not args.rate > 0:
         parser.error('--rate must be > 0')
+    if not (Path(args.bag) / 'metadata.yaml').is_file():
+        sys.exit(f'bag play: {args.bag}: not a rosbag2 folder (no metadata.yaml)')
     import rclpy
-    rclpy.init(args=ros_args)
+    from rclpy.signals import SignalHandlerOptions
+    from rosbags.highlevel import AnyReaderError
+
+    rclpy.init(args=ros_args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = stop_on_signals()
     node = rclpy.create_node('ssc_bag_player')
     try:
-        count = play(node, args.bag, args.rate, args.loop, args.topics)
+        count = play(node, args.bag, args.rate, args.loop, args.topics, stop, args.clock,
+                     args.wait_for_subscribers)
         node.get_logger().info(f'published {count} messages from {args.bag}')
-    except KeyboardInterrupt:
-        pass
+    except (AnyReaderError, OSError, ValueError) as e:
+        node.get_logger().error(f'bag play: {args.bag}: {e}')
+        sys.exit(1)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -12,11 +12,13 @@ PACKAGE = 'ssc_ros'
 
 
 def share_dir() -> Path:
-    """The package's installed share folder (launch/, config/), or the source tree."""
-    prefix = Path(sys.prefix) / 'share' / PACKAGE
-    if (prefix / 'config' / 'ssc.yaml').is_file():
-        return prefix
-    return Path(__file__).resolve().parents[1]
+    """The package's share folder (launch/, config/): from the ament index where the package is
+    installed (a colcon workspace, AMENT_PREFIX_PATH), else the source tree (the pip-wheels way)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    try:
+        return Path(get_package_share_directory(PACKAGE))
+    except (PackageNotFoundError, OSError):  # not installed there, or no AMENT_PREFIX_PATH
+        return Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -69,7 +71,8 @@ def describe(params_file: str | None = None, namespace: str = '', image: str = '
                     module='ssc_ros.node')
     player = None
     if bag:
-        args = ['play', bag, '--rate', str(rate)] + (['--loop'] if loop else [])
+        args = ['play', bag, '--rate', str(rate)] + (['--loop'] if loop else []) + \
+            (['--clock'] if use_sim_time else [])
         player = NodeSpec(PACKAGE, 'ssc_bag', 'ssc_bag_player', namespace, arguments=args,
                           module='ssc_ros.bag')
     viewer = None

@@ -1,88 +1,51 @@
 """ssc_node: camera image + registered depth in, semantic voxel grid out.
 
-Subscribes ``image`` (sensor_msgs/Image, or ``image/compressed`` with image_transport:=compressed),
-``depth`` (32FC1 metres or 16UC1 millimetres) and ``camera_info``; pairs image and depth by
-stamp within ``slop`` seconds; predicts on a worker thread, latest pair wins (stale pairs are
-dropped and counted); publishes ``voxels`` (PointCloud2), ``voxel_markers`` (MarkerArray, rate
-limited, built on their own thread), ``occupancy`` (OccupancyGrid) stamped with the image's stamp,
-and ``/diagnostics``.
+Subscribes ``image`` (sensor_msgs/Image, or ``<resolved image topic>/compressed`` with
+image_transport:=compressed), ``depth`` (32FC1 metres or 16UC1 millimetres) and ``camera_info``
+with the ``input_qos`` profile; pairs image and depth by stamp (:mod:`ssc_ros.pairing`); predicts
+on a worker thread, latest pair wins (:mod:`ssc_ros.worker`); publishes ``voxels`` (PointCloud2),
+``voxel_markers`` (MarkerArray, rate limited, built on their own thread), ``occupancy``
+(OccupancyGrid) stamped with the image's stamp, and ``/diagnostics`` (:mod:`ssc_ros.health`).
+Parameters: :mod:`ssc_ros.parameters`.
 """
-import collections
+import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import OccupancyGrid
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import InvalidParameterTypeException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from ssc_core.backends import BACKENDS
 from ssc_core.checkpoint import BUILTIN_CHECKPOINT, CheckpointError
-from ssc_core.outputs import class_ids
-from ssc_core.predictor import PRECISIONS, Predictor
+from ssc_core.predictor import Predictor
 
 from . import conversions
 from .conversions import MessageError
+from .health import OK, Health
+from .pairing import StampPairer
+from .parameters import BUILTIN, PARAMETERS, check, class_filter_ids, grid_pose, type_mismatch, unknown
+from .qos import input_qos
+from .signals import stop_on_signals
+from .worker import LatestSlot, Worker
 
-BUILTIN = 'builtin'
-
-
-@dataclass
-class Parameter:
-    default: object
-    description: str
-    choices: tuple = ()
-
-
-PARAMETERS = {
-    'checkpoint': Parameter(BUILTIN, 'weights file (ours, a training run\'s or the authors\'); '
-                            '"builtin" = the built-in small model'),
-    'preset': Parameter('', 'preset of the weights (empty: from the checkpoint)'),
-    'backend': Parameter('torch', 'inference backend; torch_compile compiles on the first frame '
-                         '(minutes on a CPU); onnxruntime takes an .onnx file from '
-                         'ssc_core.tools.export as checkpoint', BACKENDS),
-    'device': Parameter('cpu', 'cpu, cuda or cuda:N (onnxruntime: TensorRT, then CUDA)'),
-    'allow_cpu_fallback': Parameter(False, 'onnxruntime: run on the CPU when no GPU provider is usable '
-                                    '(logged) instead of failing'),
-    'precision': Parameter('fp32', 'fp32, or fp16/bf16 autocast', tuple(PRECISIONS)),
-    'image_transport': Parameter('raw', 'raw: sensor_msgs/Image on "image"; compressed: '
-                                 'sensor_msgs/CompressedImage on "image/compressed"', ('raw', 'compressed')),
-    'slop': Parameter(0.05, 'largest stamp difference (s) between paired image and depth'),
-    'queue_size': Parameter(10, 'messages kept per input for pairing'),
-    'frame_id': Parameter('velodyne', 'frame of the voxel grid, for every output'),
-    'cam_from_grid': Parameter(None, 'row-major 4x4 pose of the grid frame in the camera frame '
-                               '(empty: the preset\'s, KITTI velodyne->camera)'),
-    'publish_cloud': Parameter(True, 'publish voxels (PointCloud2)'),
-    'publish_markers': Parameter(True, 'publish voxel_markers (MarkerArray)'),
-    'publish_occupancy': Parameter(True, 'publish occupancy (OccupancyGrid)'),
-    'marker_rate': Parameter(1.0, 'largest marker publishing rate (Hz)'),
-    'class_filter': Parameter(None, 'class names to publish (empty: all non-empty classes)'),
-    'diagnostics_period': Parameter(1.0, 'seconds between /diagnostics messages'),
-}
-_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+SHUTDOWN_GRACE_S = 2.0   # how long shutdown waits for an inference in progress before abandoning it
+LOG_EVERY_S = 5.0        # each kind of problem is logged at most this often
 
 
 class StartupError(RuntimeError):
     """A parameter or checkpoint that makes the node unable to start."""
-
-
-@dataclass
-class Stats:
-    received: collections.Counter = field(default_factory=collections.Counter)
-    processed: int = 0
-    dropped_stale: int = 0
-    errors: collections.Counter = field(default_factory=collections.Counter)
-    latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=50))
-    done_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=50))
 
 
 def stamp_seconds(header: Header) -> float:
@@ -96,22 +59,23 @@ class SSCNode(Node):
         self.params = self._declare_parameters()
         self.predictor = self._load_predictor()
         preset = self.predictor.preset
-        self.cam_from_grid = self._grid_pose(preset)
-        self.keep = self._class_filter(preset)
-        self.stats = Stats()
+        self.cam_from_grid = grid_pose(self.params['cam_from_grid'], preset.cam_from_grid)  # checked
+        try:
+            self.keep = class_filter_ids(self.params['class_filter'], preset.class_names)
+        except ValueError as e:
+            raise StartupError(f'parameter class_filter: {e}') from None
+        self.health = Health(stall_timeout=self.params['stall_timeout'])
+        self.pairer = StampPairer(self.params['slop'], self.params['queue_size'])
+        self.lock = threading.RLock()   # pairer and health: executor thread vs workers
         self.last_logged = {}
-        self.lock = threading.Condition()
-        self.pending = None
-        self.images = collections.deque(maxlen=self.params['queue_size'])
-        self.depths = collections.deque(maxlen=self.params['queue_size'])
         self.camera_info = None
-        self.last_stamp = None
-        self.running = True
 
-        qos = qos_profile_sensor_data
-        if self.params['image_transport'] == 'compressed':
-            self.create_subscription(CompressedImage, 'image/compressed', self._on_image, qos)
+        qos = input_qos(self.params['input_qos'], self.params['queue_size'])
+        if self.params['image_transport'] == 'compressed':  # image_transport's topic naming
+            self.image_topic = self.resolve_topic_name('image') + '/compressed'
+            self.create_subscription(CompressedImage, self.image_topic, self._on_image, qos)
         else:
+            self.image_topic = self.resolve_topic_name('image')
             self.create_subscription(Image, 'image', self._on_image, qos)
         self.create_subscription(Image, 'depth', self._on_depth, qos)
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)
@@ -120,40 +84,78 @@ class SSCNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, 'voxel_markers', reliable)
         self.occupancy_pub = self.create_publisher(OccupancyGrid, 'occupancy', reliable)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_timer(self.params['diagnostics_period'], self._publish_diagnostics)
+        self.diag_timer = self._diagnostics_timer()
 
-        self.marker_slot = None
-        self.marker_lock = threading.Condition()
-        self.worker = threading.Thread(target=self._work, name='ssc_inference', daemon=True)
-        self.marker_worker = threading.Thread(target=self._markers, name='ssc_markers', daemon=True)
-        self.worker.start()
-        self.marker_worker.start()
+        self.inference = Worker('ssc_inference', LatestSlot(), self._infer)
+        self.markers = Worker('ssc_markers', LatestSlot(), self._publish_markers)
+        self.last_markers = 0.0
+        self.inference.start()
+        self.markers.start()
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
         self.get_logger().info(
             f'ready: preset {preset.name}, {self.predictor.backend.describe()}, frame '
-            f'{self.params["frame_id"]}, image transport {self.params["image_transport"]}')
+            f'{self.params["frame_id"]}, image {self.image_topic} ({self.params["input_qos"]})')
 
-    # ------------------------------------------------------------------ start-up
+    # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> dict:
+        overrides = self._parameter_overrides  # what the command line and parameters files gave
         values = {}
         for name, spec in PARAMETERS.items():
-            description = spec.description + (f' (one of {", ".join(spec.choices)})' if spec.choices else '')
-            if spec.default is None:  # an array without default: declared by type
-                kind = (rclpy.Parameter.Type.DOUBLE_ARRAY if name == 'cam_from_grid'
-                        else rclpy.Parameter.Type.STRING_ARRAY)
-                value = self.declare_parameter(name, kind, ParameterDescriptor(description=description)).value
-                value = list(value) if value is not None else []
-            else:
-                value = self.declare_parameter(name, spec.default, ParameterDescriptor(
-                    type=_TYPES[type(spec.default)], description=description)).value
-            if spec.choices and value not in spec.choices:
-                raise StartupError(f'parameter {name}: {value!r} is not one of {", ".join(spec.choices)}')
-            values[name] = value
-        for name in ('slop', 'marker_rate', 'diagnostics_period'):
-            if not values[name] > 0:
-                raise StartupError(f'parameter {name}: must be > 0, got {values[name]}')
-        if values['queue_size'] < 1:
-            raise StartupError(f'parameter queue_size: must be >= 1, got {values["queue_size"]}')
+            default = Parameter.Type(spec.type) if isinstance(spec.default, list) else spec.default
+            try:
+                value = self.declare_parameter(name, default, spec.descriptor()).value
+            except InvalidParameterTypeException:
+                given = overrides[name]
+                raise StartupError(type_mismatch(name, given.type_.value, given.value)) from None
+            if value is None:  # an array left at its default: set it, so that it is listed and dumped
+                self.set_parameters([Parameter(name, Parameter.Type(spec.type), [])])
+                value = []
+            problem = check(name, value)
+            if problem:
+                raise StartupError(f'parameter {name}: {problem}')
+            values[name] = list(value) if isinstance(spec.default, list) else value
+        strangers = unknown(overrides)
+        if strangers:
+            self.get_logger().warning(f'unknown parameters ignored: {", ".join(strangers)} (known: '
+                                      f'{", ".join(PARAMETERS)})')
         return values
+
+    def _check_parameters(self, params) -> SetParametersResult:
+        """Refuse a run-time value that start-up would refuse (read-only ones rclpy refuses itself)."""
+        for p in params:
+            if p.name not in PARAMETERS:
+                continue
+            problem = check(p.name, p.value)
+            if problem is None and p.name == 'class_filter':
+                try:
+                    class_filter_ids(p.value, self.predictor.preset.class_names)
+                except ValueError as e:
+                    problem = str(e)
+            if problem:
+                return SetParametersResult(successful=False, reason=f'parameter {p.name}: {problem}')
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        preset = self.predictor.preset
+        for p in params:
+            if p.name not in PARAMETERS:
+                continue
+            value = list(p.value) if isinstance(PARAMETERS[p.name].default, list) else p.value
+            self.params[p.name] = value
+            if p.name == 'slop':
+                with self.lock:
+                    self.pairer.slop = value
+            elif p.name == 'cam_from_grid':
+                self.cam_from_grid = grid_pose(value, preset.cam_from_grid)
+            elif p.name == 'class_filter':
+                self.keep = class_filter_ids(value, preset.class_names)
+            elif p.name == 'stall_timeout':
+                self.health.stall_timeout = value
+            elif p.name == 'diagnostics_period':
+                self.destroy_timer(self.diag_timer)
+                self.diag_timer = self._diagnostics_timer()
+            self.get_logger().info(f'parameter {p.name} set to {value!r}')
 
     def _load_predictor(self) -> Predictor:
         path = BUILTIN_CHECKPOINT if self.params['checkpoint'] == BUILTIN else self.params['checkpoint']
@@ -164,100 +166,55 @@ class SSCNode(Node):
         except (CheckpointError, ValueError, RuntimeError) as e:
             raise StartupError(f'parameter checkpoint: cannot load {path}: {e}') from None
 
-    def _grid_pose(self, preset) -> np.ndarray:
-        values = self.params['cam_from_grid']
-        if not len(values):
-            return np.array(preset.cam_from_grid)
-        pose = np.asarray(values, np.float64)
-        if pose.size != 16 or not np.all(np.isfinite(pose)):
-            raise StartupError(f'parameter cam_from_grid: expected 16 finite numbers, got {list(values)}')
-        pose = pose.reshape(4, 4)
-        if not np.allclose(pose[3], (0, 0, 0, 1)):
-            raise StartupError(f'parameter cam_from_grid: last row must be 0 0 0 1, got {pose[3].tolist()}')
-        return pose
-
-    def _class_filter(self, preset):
-        names = [n for n in self.params['class_filter'] if n]
-        try:
-            return class_ids(preset.class_names, names) if names else None
-        except ValueError as e:
-            raise StartupError(f'parameter class_filter: {e}') from None
-
     # ------------------------------------------------------------------ inputs
     def _warn(self, kind: str, text: str) -> None:
-        """Count a problem and log it, at most once per 5 s for each kind."""
-        self.stats.errors[kind] += 1
+        """Count a problem and log it, at most once per LOG_EVERY_S for each kind."""
+        with self.lock:
+            count = self.health.on_error(kind)
         now = time.monotonic()
-        if now - self.last_logged.get(kind, -1e9) >= 5.0 and self.context.ok():
+        if now - self.last_logged.get(kind, -1e9) >= LOG_EVERY_S and self.context.ok():
             self.last_logged[kind] = now
-            count = self.stats.errors[kind]
             self.get_logger().warning(f'{text} (dropped; {count} of this kind so far)')
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self.stats.received['camera_info'] += 1
+        self.health.on_input('camera_info')
         self.camera_info = msg
 
     def _on_image(self, msg) -> None:
-        self.stats.received['image'] += 1
-        self._add(self.images, msg)
+        self._add('image', msg)
 
     def _on_depth(self, msg: Image) -> None:
-        self.stats.received['depth'] += 1
-        self._add(self.depths, msg)
+        self._add('depth', msg)
 
-    def _add(self, queue, msg) -> None:
-        stamp = stamp_seconds(msg.header)
+    def _add(self, kind: str, msg) -> None:
         with self.lock:
-            if self.last_stamp is not None and stamp < self.last_stamp - self.params['slop']:
-                self._warn('stamp_backwards', f'stamp {stamp:.3f} is older than the last paired frame '
-                           f'{self.last_stamp:.3f}: time jumped back, pairing restarts')
-                self.images.clear()
-                self.depths.clear()
-                self.last_stamp = None
-            queue.append((stamp, msg))
-            self._pair()
+            self.health.on_input(kind)
+            outcome = self.pairer.add(kind, stamp_seconds(msg.header), msg)
+            for notice in outcome.notices:
+                self._warn(notice.kind, notice.text)
+        if outcome.pair is not None:
+            self.inference.slot.put((outcome.pair, time.monotonic()))
 
-    def _pair(self) -> None:
-        """Newest image with its closest depth within slop; older inputs are discarded."""
-        for i in range(len(self.images) - 1, -1, -1):
-            stamp, image = self.images[i]
-            best = min(self.depths, key=lambda d: abs(d[0] - stamp), default=None)
-            if best is None or abs(best[0] - stamp) > self.params['slop']:
-                continue
-            for _ in range(i + 1):
-                self.images.popleft()
-            while self.depths and self.depths[0][0] <= best[0]:
-                self.depths.popleft()
-            if self.pending is not None:
-                self.stats.dropped_stale += 1
-            self.pending = (image, best[1], time.monotonic())
-            self.last_stamp = stamp
-            self.lock.notify()
+    # ------------------------------------------------------------------ inference (worker thread)
+    def _infer(self, item) -> None:
+        pair, received = item
+        try:
+            self._process(pair.image, pair.depth, self.camera_info)
+        except MessageError as e:
+            self._warn(e.kind, str(e))
             return
+        except ValueError as e:
+            self._warn('bad_input', str(e))
+            return
+        except Exception as e:  # keep the node alive, say what happened
+            self._warn('inference_failed', f'{type(e).__name__}: {e}')
+            return
+        with self.lock:
+            self.health.on_processed(time.monotonic() - received)
 
-    # ------------------------------------------------------------------ inference
-    def _work(self) -> None:
-        while self.running:
-            with self.lock:
-                while self.pending is None and self.running:
-                    self.lock.wait(timeout=0.5)
-                if not self.running:
-                    return
-                image_msg, depth_msg, received = self.pending
-                self.pending = None
-            try:
-                self._process(image_msg, depth_msg, self.camera_info, received)
-            except MessageError as e:
-                self._warn(e.kind, str(e))
-            except ValueError as e:
-                self._warn('bad_input', str(e))
-            except Exception as e:  # keep the node alive, say what happened
-                self._warn('inference_failed', f'{type(e).__name__}: {e}')
-
-    def _process(self, image_msg, depth_msg, info, received) -> None:
+    def _process(self, image_msg, depth_msg, info) -> None:
         if info is None:
-            self._warn('no_camera_info', 'no camera_info received yet')
-            return
+            raise MessageError('no_camera_info', 'no camera_info received yet')
         K = conversions.camera_matrix(info)
         if isinstance(image_msg, CompressedImage):
             image = conversions.compressed_to_rgb(image_msg)
@@ -269,6 +226,8 @@ class SSCNode(Node):
                                f'depth {depth.shape[1]}x{depth.shape[0]} does not match image '
                                f'{image.shape[1]}x{image.shape[0]} (depth must be registered to the image)')
         prediction = self.predictor.predict(image, depth, K, self.cam_from_grid)
+        if self.inference.slot.closed:
+            return
         header = Header(stamp=image_msg.header.stamp, frame_id=self.params['frame_id'])
         preset = self.predictor.preset
         args = (preset.class_names, preset.model.voxel_size, preset.voxel_origin)
@@ -278,82 +237,74 @@ class SSCNode(Node):
             self.occupancy_pub.publish(conversions.labels_to_occupancy(
                 prediction.labels, prediction.fov_mask, *args, header))
         if self.params['publish_markers']:
-            with self.marker_lock:
-                self.marker_slot = (prediction.labels, header)
-                self.marker_lock.notify()
-        self.stats.processed += 1
-        now = time.monotonic()
-        self.stats.latencies.append(now - received)
-        self.stats.done_times.append(now)
+            self.markers.slot.put((prediction.labels, header))
 
-    def _markers(self) -> None:
+    def _publish_markers(self, item) -> None:
+        """Marker thread: at most marker_rate MarkerArrays per second."""
+        labels, header = item
+        wait = self.last_markers + 1.0 / self.params['marker_rate'] - time.monotonic()
+        if wait > 0 and self.markers.slot.wait_closed(wait):
+            return
         preset = self.predictor.preset
-        last = 0.0
-        while self.running:
-            with self.marker_lock:
-                while self.marker_slot is None and self.running:
-                    self.marker_lock.wait(timeout=0.5)
-                if not self.running:
-                    return
-                labels, header = self.marker_slot
-                self.marker_slot = None
-            wait = last + 1.0 / self.params['marker_rate'] - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            try:
-                self.marker_pub.publish(conversions.labels_to_markers(
-                    labels, preset.class_names, preset.model.voxel_size, preset.voxel_origin, header,
-                    self.keep))
-            except Exception as e:
-                self._warn('markers_failed', f'{type(e).__name__}: {e}')
-            last = time.monotonic()
+        try:
+            self.marker_pub.publish(conversions.labels_to_markers(
+                labels, preset.class_names, preset.model.voxel_size, preset.voxel_origin, header, self.keep))
+        except Exception as e:
+            self._warn('markers_failed', f'{type(e).__name__}: {e}')
+        self.last_markers = time.monotonic()
 
     # ------------------------------------------------------------------ diagnostics
+    def _diagnostics_timer(self):
+        """On the steady clock: /diagnostics keeps coming with use_sim_time and no /clock."""
+        return self.create_timer(self.params['diagnostics_period'], self._publish_diagnostics,
+                                 clock=Clock(clock_type=ClockType.STEADY_TIME))
+
     def _publish_diagnostics(self) -> None:
-        s = self.stats
-        done = list(s.done_times)
-        rate = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 and done[-1] > done[0] else 0.0
-        latency = np.percentile(list(s.latencies), [50, 95]) if s.latencies else (float('nan'),) * 2
-        values = {'rate_hz': f'{rate:.3f}', 'latency_p50_s': f'{latency[0]:.3f}',
-                  'latency_p95_s': f'{latency[1]:.3f}', 'processed': str(s.processed),
-                  'dropped_stale': str(s.dropped_stale),
-                  **{f'received_{k}': str(v) for k, v in s.received.items()},
-                  **{f'error_{k}': str(v) for k, v in s.errors.items()}}
-        level = DiagnosticStatus.WARN if s.errors else DiagnosticStatus.OK
-        status = DiagnosticStatus(level=level, name=f'{self.get_name()}: semantic scene completion',
-                                  hardware_id=self.predictor.backend.describe(),
-                                  message=f'{rate:.2f} Hz, {s.dropped_stale} stale frames dropped',
-                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        with self.lock:
+            report = self.health.report(self.inference.slot.dropped, dict(self.pairer.unpaired))
+        status = DiagnosticStatus(level=DiagnosticStatus.OK if report.level == OK else DiagnosticStatus.WARN,
+                                  name=f'{self.get_name()}: semantic scene completion',
+                                  hardware_id=self.predictor.backend.describe(), message=report.message,
+                                  values=[KeyValue(key=k, value=v) for k, v in report.values.items()])
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                               status=[status]))
 
-    def destroy_node(self):
-        self.running = False
-        for name in ('lock', 'marker_lock'):  # absent when start-up failed half-way
-            if hasattr(self, name):
-                with getattr(self, name):
-                    getattr(self, name).notify_all()
-        for name in ('worker', 'marker_worker'):
-            if hasattr(self, name):
-                getattr(self, name).join(timeout=5)
-        return super().destroy_node()
+    def stop_workers(self) -> list[str]:
+        """Stop both threads; what is still running after SHUTDOWN_GRACE_S ('inference', 'markers')."""
+        self.markers.slot.close()
+        busy = [] if self.inference.stop(SHUTDOWN_GRACE_S) else ['inference']
+        return busy + ([] if self.markers.stop(SHUTDOWN_GRACE_S) else ['markers'])
 
 
 def main(args=None):
-    rclpy.init(args=args)
+    """Run until SIGINT/SIGTERM (once or repeatedly) or the context ends; exit 0.
+
+    An inference (or marker building) in progress at shutdown is waited for SHUTDOWN_GRACE_S, then
+    abandoned: after the node and rclpy are shut down and the logs flushed, the process ends with
+    ``os._exit(0)``. Letting Python finalize instead would abort (``terminate called without an
+    active exception``) when the daemon thread, still inside PyTorch or ONNX Runtime, is torn down.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = stop_on_signals()
     try:
         node = SSCNode()
     except StartupError as e:
-        rclpy.logging.get_logger('ssc_node').fatal(str(e))
         rclpy.try_shutdown()
         sys.exit(f'ssc_node: {e}')
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    while not stop.is_set() and rclpy.ok():
+        executor.spin_once(timeout_sec=0.1)
+    busy = node.stop_workers()
+    if busy:
+        node.get_logger().info(f'shutting down: abandoning the {" and ".join(busy)} in progress')
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.try_shutdown()
+    if busy:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == '__main__':

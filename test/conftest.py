@@ -1,6 +1,7 @@
 """Shared test helpers: the authors' reference data in ../shared/reference/symphonies."""
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,26 @@ def assert_close(actual, expected, atol=1e-4, rtol=1e-4, name=''):
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope='session')
+def checkpoint(tmp_path_factory) -> str:
+    """The built-in ``small`` preset with random weights, as a .safetensors file (for the ROS tests)."""
+    from ssc_core.checkpoint import save_checkpoint
+    from ssc_core.presets import SMALL
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('ckpt') / 'small.safetensors'
+    return str(save_checkpoint(SMALL.model.build(), SMALL, path))
+
+
+@pytest.fixture(autouse=True)
+def _no_node_left_running():
+    """A test that failed half-way leaves no node it started (ros_helpers.start) behind."""
+    yield
+    helpers = sys.modules.get('ros_helpers')
+    for process in helpers.STARTED if helpers else ():
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    if helpers:
+        helpers.STARTED.clear()

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(10, 200)))
@@ -14,13 +15,44 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 
 
+def write_kitti_sequence(seq_dir, depth_dir, frames, size=(1241, 376), hz=10.0):
+    """A KITTI odometry sequence of ``frames`` plain frames (image_2 PNGs, calib.txt, times.txt) and
+    their depth .npy (10 m everywhere), at ``size`` = (width, height); fast to write at full size."""
+    from PIL import Image as PILImage
+
+    from ssc_core.presets import SEMANTIC_KITTI
+
+    seq_dir, depth_dir = Path(seq_dir), Path(depth_dir)
+    (seq_dir / 'image_2').mkdir(parents=True)
+    depth_dir.mkdir(parents=True)
+    width, height = size
+    K = np.array(SEMANTIC_KITTI.cam_K)
+    tr = np.array(SEMANTIC_KITTI.cam_from_grid)[:3]
+    (seq_dir / 'calib.txt').write_text(
+        'P2: ' + ' '.join(map(str, np.hstack([K, np.zeros((3, 1))]).ravel())) + '\n'
+        'Tr: ' + ' '.join(map(str, tr.ravel())) + '\n')
+    (seq_dir / 'times.txt').write_text(''.join(f'{i / hz:.6f}\n' for i in range(frames)))
+    ramp = np.linspace(0, 255, width, dtype=np.uint8)
+    for i in range(frames):
+        rgb = np.stack(np.broadcast_arrays(ramp[None, :], np.uint8(i * 20), ramp[::-1][None, :]), -1)
+        PILImage.fromarray(np.ascontiguousarray(np.broadcast_to(rgb, (height, width, 3)))).save(
+            seq_dir / 'image_2' / f'{i:06d}.png', compress_level=1)
+        np.save(depth_dir / f'{i:06d}.npy', np.full((height, width), 10.0, np.float32))
+    return seq_dir, depth_dir
+
+
 def node_command(*ros_args, module='ssc_ros.node'):
     return [sys.executable, '-m', module, '--ros-args', *ros_args]
 
 
+STARTED = []  # processes started by start(); conftest kills those still running after each test
+
+
 def start(cmd, log_path):
     log = open(log_path, 'w')
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    STARTED.append(process)
+    return process
 
 
 class Probe:
@@ -81,4 +113,5 @@ def rss_mib(pid):
     return float('nan')
 
 
-__all__ = ['Probe', 'diagnostics_values', 'node_command', 'np', 'rss_mib', 'start']
+__all__ = ['Probe', 'diagnostics_values', 'node_command', 'np', 'rss_mib', 'start',
+           'write_kitti_sequence']

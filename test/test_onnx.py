@@ -79,6 +79,7 @@ def test_wrong_preset_corrupt_file_and_missing_provider(exported, tmp_path):
         backend.run(inputs)
 
 
+@pytest.mark.ros
 def test_node_runs_with_onnxruntime(exported, tmp_path):
     """ssc_node with backend:=onnxruntime, fed one frame over DDS, publishes its voxels."""
     from ros_helpers import Probe, node_command, start

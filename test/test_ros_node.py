@@ -5,8 +5,8 @@ import time
 
 import numpy as np
 import pytest
-import torch
-from diagnostic_msgs.msg import DiagnosticArray
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import OccupancyGrid
 from ros_helpers import Probe, diagnostics_values, node_command, rss_mib, start
 from rosbags.highlevel import AnyReader
@@ -14,20 +14,15 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from ssc_core.checkpoint import save_checkpoint
 from ssc_core.labels import class_colors
 from ssc_core.presets import SMALL
 from ssc_ros import conversions as conv
 from ssc_ros.bag import convert
 from ssc_ros.launch_description import describe
 
+pytestmark = pytest.mark.ros
+
 REMAP = ['-r', 'image:=/camera/image', '-r', 'depth:=/camera/depth', '-r', 'camera_info:=/camera/camera_info']
-
-
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_checkpoint(SMALL.model.build(), SMALL, tmp_path_factory.mktemp('ckpt') / 'small.safetensors')
 
 
 @pytest.fixture(scope='module')
@@ -62,11 +57,10 @@ def test_bag_player_node_subscriber(sequence, checkpoint, probe, tmp_path):
     for msg_type, topic in ((PointCloud2, '/voxels'), (OccupancyGrid, '/occupancy'),
                             (MarkerArray, '/voxel_markers')):
         probe.record(msg_type, topic)
-    # Started the way launch/ssc.launch.py starts them: the installed parameters file, remappings
-    # to the bag's topics, and the built-in player.
+    # Started the way launch/ssc.launch.py starts them: the parameters file, remappings to the bag's
+    # topics, and the built-in player, which waits for the node's subscriptions.
     launch = describe(bag=str(bag), rate=0.5, extra_parameters={'checkpoint': checkpoint, 'frame_id': 'grid'})
     node = start(launch.node.command(), tmp_path / 'node.log')
-    time.sleep(3)
     player = subprocess.run(launch.player.command(), capture_output=True, text=True, timeout=120)
     assert player.returncode == 0, player.stderr
     assert 'published 24 messages' in player.stdout + player.stderr
@@ -114,8 +108,8 @@ def feed(probe):
 def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     pub_image, pub_depth, pub_info = feed(probe)
     log = tmp_path / 'node.log'
-    node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'diagnostics_period:=0.2', *REMAP),
-                 log)
+    node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'diagnostics_period:=0.2',
+                              '-p', 'stall_timeout:=1.0', *REMAP), log)
     probe.wait_for(lambda: probe.messages('/diagnostics'), 60, 'the node to start')
     t = [2_000_000_000]
 
@@ -157,29 +151,70 @@ def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     count = len(probe.messages('/voxels'))
     send(*frame(t[0]))
     probe.wait_for(lambda: len(probe.messages('/voxels')) > count, 60, 'an output after the bad input')
+    # Depth stamped 1 s before its image: reported as such (not as time going back), images and
+    # depths counted unpaired, WARN once inputs keep arriving with nothing processed (stall_timeout 1 s).
+    for _ in range(60):
+        image, _ = frame(t[0])
+        _, depth = frame(t[0] - 10**9)
+        send(image, depth)
+        time.sleep(0.1)
+        status = probe.messages('/diagnostics')[-1].status[0]
+        values = diagnostics_values(probe.messages('/diagnostics')[-1])
+        if status.level == DiagnosticStatus.WARN and 'nothing processed' in status.message \
+                and 'error_depth_too_far' in values:
+            break
+    assert 'images without a depth' in status.message, (status.message, values)
+    assert int(values['unpaired_image']) > 0 and int(values['unpaired_depth']) > 0
     assert node.poll() is None
     assert stop(node) == 0
     text = log.read_text()
     for phrase in ('no camera_info received yet', "encoding 'yuv422' not supported", '(truncated)',
-                   'does not match image', 'time jumped back'):
+                   'does not match image', 'time jumped back', 's behind image stamps'):
         assert phrase in text, phrase
     assert 'Traceback' not in text
 
 
-@pytest.mark.parametrize('args, message', [
+STARTUP_ERRORS = [  # (arguments or parameters-file text, the one line expected)
     (['-p', 'checkpoint:=/nonexistent/weights.ckpt'],
      'parameter checkpoint: cannot load /nonexistent/weights.ckpt'),
-    (['-p', 'precision:=fp64'], "parameter precision: 'fp64' is not one of fp32, fp16, bf16"),
+    (['-p', 'precision:=fp64'], "parameter precision: expected one of fp32, fp16, bf16, got 'fp64'"),
     (['-p', 'cam_from_grid:=[1.0, 2.0]'], 'parameter cam_from_grid: expected 16 finite numbers'),
     (['-p', 'class_filter:=[car, spaceship]'], "parameter class_filter: unknown classes ['spaceship']"),
-])
-def test_startup_errors_exit_with_one_clear_message(checkpoint, args, message):
-    if 'checkpoint:=' not in args[1]:
-        args = ['-p', f'checkpoint:={checkpoint}', *args]
-    out = subprocess.run(node_command(*args), capture_output=True, text=True, timeout=120)
-    assert out.returncode != 0
-    assert message in out.stderr, out.stderr
-    assert 'Traceback' not in out.stderr
+    ('slop: "fast"', "parameter slop: expected double, got string 'fast'"),
+    ('queue_size: 10.0', 'parameter queue_size: expected integer, got double 10.0'),
+    ('slop: -5.0', 'parameter slop: expected >= 1e-06, got -5.0'),
+    ('slop: -5', 'parameter slop: expected double, got integer -5 (write -5.0)'),
+    ('diagnostics_period: 1.0e-9', 'parameter diagnostics_period: expected >= 0.05, got 1e-09'),
+    ('input_qos: fastest', 'parameter input_qos: expected one of reliable, best_effort, sensor_data, '
+                           "system_default, got 'fastest'"),
+]
+
+
+def startup_error(given, checkpoint, tmp_path) -> str:
+    """The StartupError of an ssc_node created here with -p arguments or a parameters-file line."""
+    from ssc_ros.node import SSCNode, StartupError
+
+    if isinstance(given, str):
+        path = tmp_path / 'params.yaml'
+        path.write_text(f'/**/ssc_node:\n  ros__parameters:\n    {given}\n')
+        given = ['--params-file', str(path)]
+    args = given if 'checkpoint:=' in given[-1] else ['-p', f'checkpoint:={checkpoint}', *given]
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = SSCNode(context=context, cli_args=['--ros-args', *args])
+        node.stop_workers()
+        node.destroy_node()
+        return ''
+    except StartupError as e:
+        return str(e)
+    finally:
+        rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize('given, message', STARTUP_ERRORS)
+def test_startup_errors_name_parameter_expected_and_got(checkpoint, tmp_path, given, message):
+    assert message in startup_error(given, checkpoint, tmp_path)
 
 
 def test_under_load_stale_frames_are_dropped_and_counted(checkpoint, probe, tmp_path):
@@ -189,7 +224,7 @@ def test_under_load_stale_frames_are_dropped_and_counted(checkpoint, probe, tmp_
     probe.wait_for(lambda: probe.messages('/diagnostics'), 60, 'the node to start')
     rss_start = rss_mib(node.pid)
     stamp, start_time = 3_000_000_000, time.monotonic()
-    while time.monotonic() - start_time < 10:  # 30 Hz for 10 s
+    while time.monotonic() - start_time < 6:  # 30 Hz for 6 s
         image, depth = frame(stamp)
         pub_info.publish(camera_info())
         pub_image.publish(image)
@@ -211,18 +246,24 @@ def test_under_load_stale_frames_are_dropped_and_counted(checkpoint, probe, tmp_
     assert stop(node) == 0
 
 
-def test_compressed_images(checkpoint, probe, tmp_path):
-    """image_transport:=compressed reads sensor_msgs/CompressedImage (PNG/JPEG) on image/compressed."""
+def test_compressed_images_from_a_best_effort_driver(checkpoint, probe, tmp_path):
+    """image_transport:=compressed follows image_transport's naming: with image remapped to
+    /camera/image the node reads CompressedImage (PNG) on /camera/image/compressed; input_qos:=
+    sensor_data connects to best-effort publishers (a reliable subscription would not)."""
     import io
 
     from PIL import Image as PILImage
+    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CompressedImage
 
-    pub_image = probe.node.create_publisher(CompressedImage, '/camera/image/compressed', 10)
-    _, pub_depth, pub_info = feed(probe)
+    probe.record(PointCloud2, '/voxels')
+    best_effort = qos_profile_sensor_data
+    pub_image = probe.node.create_publisher(CompressedImage, '/camera/image/compressed', best_effort)
+    pub_depth = probe.node.create_publisher(Image, '/camera/depth', best_effort)
+    pub_info = probe.node.create_publisher(CameraInfo, '/camera/camera_info', best_effort)
+    log = tmp_path / 'node.log'
     node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'image_transport:=compressed',
-                              '-r', 'image/compressed:=/camera/image/compressed', *REMAP[2:]),
-                 tmp_path / 'node.log')
+                              '-p', 'input_qos:=sensor_data', *REMAP), log)
     buffer = io.BytesIO()
     PILImage.fromarray(np.full((96, 320, 3), 90, np.uint8)).save(buffer, format='PNG')
     stamp = 5_000_000_000
@@ -233,9 +274,115 @@ def test_compressed_images(checkpoint, probe, tmp_path):
         pub_depth.publish(depth)
         stamp += 10**9
         time.sleep(1.0)
-    assert probe.messages('/voxels'), (tmp_path / 'node.log').read_text()
+    assert probe.messages('/voxels'), log.read_text()
     assert probe.messages('/voxels')[0].header.stamp.sec >= 5
     assert stop(node) == 0
+    assert 'image /camera/image/compressed (sensor_data)' in log.read_text()
+
+
+@pytest.fixture(scope='module')
+def slow_checkpoint(tmp_path_factory):
+    """Random weights of the SemanticKITTI network at full size with a light trunk: seconds per frame."""
+    import dataclasses
+
+    import torch
+
+    from ssc_core.checkpoint import save_checkpoint
+    from ssc_core.presets import SEMANTIC_KITTI, SMALL
+    model = dataclasses.replace(SEMANTIC_KITTI.model, backbone='resnet10t', embed_dims=64, num_queries=20,
+                                pixel_decoder=SMALL.model.pixel_decoder)
+    torch.manual_seed(0)
+    return save_checkpoint(model.build(), dataclasses.replace(SEMANTIC_KITTI, name='slow_test', model=model),
+                           tmp_path_factory.mktemp('slow') / 'slow.safetensors')
+
+
+@pytest.mark.parametrize('signals', [(signal.SIGINT,), (signal.SIGTERM, signal.SIGINT)])
+def test_signals_during_inference_exit_0_quickly(slow_checkpoint, probe, tmp_path, signals):
+    """SIGINT or SIGTERM, once or twice, while a full-size inference runs: exit 0 within seconds,
+    the inference abandoned, no traceback, no abort."""
+    from ssc_core.presets import SEMANTIC_KITTI
+
+    pub_image, pub_depth, pub_info = feed(probe)
+    log = tmp_path / 'node.log'
+    node = start(node_command('-p', f'checkpoint:={slow_checkpoint}', '-p', 'diagnostics_period:=0.2',
+                              *REMAP), log)
+    probe.wait_for(lambda: probe.messages('/diagnostics'), 60, 'the node to start')
+    header = Header(frame_id='camera')
+    header.stamp.sec = 7
+    image = conv.rgb_image_msg(np.full((376, 1241, 3), 100, np.uint8), header)
+    depth = conv.depth_image_msg(np.full((376, 1241), 10.0, np.float32), header)
+    info = CameraInfo(k=list(np.ravel(SEMANTIC_KITTI.cam_K)), width=1241, height=376)
+
+    def received(key):
+        return diagnostics_values(probe.messages('/diagnostics')[-1]).get(key)
+
+    def info_arrived():
+        pub_info.publish(info)
+        return received('received_camera_info') is not None
+    probe.wait_for(info_arrived, 20, 'camera_info to arrive')
+
+    def frame_arrived():  # until both publishers have matched the node: then it has a pair
+        if received('received_image') and received('received_depth'):
+            return True
+        header.stamp.sec += 1
+        pub_image.publish(image)
+        pub_depth.publish(depth)
+        time.sleep(0.3)
+        return False
+    probe.wait_for(frame_arrived, 20, 'a frame to arrive')
+    time.sleep(1.0)  # the inference is under way
+    began = time.monotonic()
+    for signum in signals:
+        node.send_signal(signum)
+        time.sleep(0.2)
+    assert node.wait(timeout=15) == 0
+    assert time.monotonic() - began < 6
+    text = log.read_text()
+    assert 'abandoning the inference in progress' in text
+    assert 'Traceback' not in text and 'terminate called' not in text, text
+
+
+def test_parameters_at_run_time(checkpoint):
+    """Read-only start-up parameters refuse a set with the reason; run-time ones are checked like at
+    start-up, then applied; every parameter has a value (so ros2 param dump lists them all)."""
+    from rclpy.parameter import Parameter
+
+    from ssc_ros.node import SSCNode
+    from ssc_ros.parameters import PARAMETERS
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = SSCNode(context=context, cli_args=['--ros-args', '-p', f'checkpoint:={checkpoint}'])
+    try:
+        values = node.get_parameters(list(PARAMETERS))
+        assert all(p.type_ != Parameter.Type.NOT_SET for p in values)
+        assert node.get_parameter('class_filter').type_ == Parameter.Type.STRING_ARRAY
+
+        def set_one(name, value):
+            return node.set_parameters([Parameter(name, value=value)])[0]
+        result = set_one('checkpoint', '/other.safetensors')
+        assert not result.successful and 'read-only' in result.reason
+        result = set_one('slop', -5.0)
+        assert not result.successful and result.reason == 'parameter slop: expected >= 1e-06, got -5.0'
+        result = set_one('class_filter', ['car', 'spaceship'])
+        assert not result.successful and "unknown classes ['spaceship']" in result.reason
+        assert not set_one('diagnostics_period', 1e-9).successful
+        assert not set_one('cam_from_grid', [1.0, 2.0]).successful
+        assert node.pairer.slop == 0.05 and node.keep is None
+        assert set_one('slop', 0.2).successful and node.pairer.slop == 0.2
+        assert set_one('class_filter', ['car', 'road']).successful and list(node.keep) == [1, 9]
+        assert set_one('frame_id', 'base_link').successful and node.params['frame_id'] == 'base_link'
+        assert set_one('diagnostics_period', 0.5).successful
+        assert node.diag_timer.timer_period_ns == 500_000_000
+        pose = np.eye(4)
+        pose[:3, 3] = (1, 2, 3)
+        assert set_one('cam_from_grid', pose.ravel().tolist()).successful
+        assert np.array_equal(node.cam_from_grid, pose)
+        assert set_one('stall_timeout', 2.0).successful and node.health.stall_timeout == 2.0
+    finally:
+        node.stop_workers()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
 
 
 def test_hostile_checkpoint_stops_startup_with_one_line(tmp_path):
@@ -243,6 +390,7 @@ def test_hostile_checkpoint_stops_startup_with_one_line(tmp_path):
     (the loader refuses it before anything is built or fetched)."""
     import json
 
+    import torch
     from safetensors.torch import save_file
 
     from ssc_core.checkpoint import FORMAT

@@ -1,0 +1,136 @@
+"""ssc_node's parameters: what each one is, which can change at run time, and their checks.
+
+Start-up parameters (weights, backend, inputs) are declared read-only: ``ros2 param set`` is
+refused with rclpy's reason. Run-time parameters are checked by :func:`check` (and, for
+class_filter and cam_from_grid, by :func:`class_filter_ids` / :func:`grid_pose`) both at start-up
+and in the node's set-parameters callback, so a value start-up would refuse is refused later too.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+
+from ssc_core.backends import BACKENDS
+from ssc_core.outputs import class_ids
+from ssc_core.predictor import PRECISIONS
+
+from .qos import INPUT_QOS
+
+BUILTIN = 'builtin'
+IMAGE_TRANSPORTS = ('raw', 'compressed')
+TYPE_NAMES = {ParameterType.PARAMETER_BOOL: 'bool', ParameterType.PARAMETER_INTEGER: 'integer',
+              ParameterType.PARAMETER_DOUBLE: 'double', ParameterType.PARAMETER_STRING: 'string',
+              ParameterType.PARAMETER_DOUBLE_ARRAY: 'double array',
+              ParameterType.PARAMETER_STRING_ARRAY: 'string array'}
+_TYPE_OF = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+            float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+
+
+@dataclass(frozen=True)
+class Spec:
+    default: object                   # a list for arrays (their type is ``array_type``)
+    description: str
+    read_only: bool = True            # False: may change at run time (checked, then applied)
+    choices: tuple = ()
+    minimum: float | None = None      # smallest allowed value (inclusive)
+    array_type: int = ParameterType.PARAMETER_NOT_SET
+
+    @property
+    def type(self) -> int:
+        return self.array_type if isinstance(self.default, list) else _TYPE_OF[type(self.default)]
+
+    def descriptor(self) -> ParameterDescriptor:
+        text = self.description
+        if self.choices:
+            text += f' (one of {", ".join(self.choices)})'
+        if self.minimum is not None:
+            text += f' (>= {self.minimum:g})'
+        if not self.read_only:
+            text += ' [can change at run time]'
+        return ParameterDescriptor(type=self.type, description=text, read_only=self.read_only)
+
+
+PARAMETERS = {
+    'checkpoint': Spec(BUILTIN, 'weights file (ours, a training run\'s or the authors\'); '
+                       '"builtin" = the built-in small model'),
+    'preset': Spec('', 'preset of the weights (empty: from the checkpoint)'),
+    'backend': Spec('torch', 'inference backend; torch_compile compiles on the first frame (minutes on '
+                    'a CPU); onnxruntime takes an .onnx file from ssc_core.tools.export as checkpoint',
+                    choices=BACKENDS),
+    'device': Spec('cpu', 'cpu, cuda or cuda:N (onnxruntime: TensorRT, then CUDA)'),
+    'allow_cpu_fallback': Spec(False, 'onnxruntime: run on the CPU when no GPU provider is usable '
+                               '(logged) instead of failing'),
+    'precision': Spec('fp32', 'fp32, or fp16/bf16 autocast', choices=tuple(PRECISIONS)),
+    'image_transport': Spec('raw', 'raw: sensor_msgs/Image on "image"; compressed: '
+                            'sensor_msgs/CompressedImage on "<resolved image topic>/compressed"',
+                            choices=IMAGE_TRANSPORTS),
+    'input_qos': Spec('reliable', 'QoS of the image, depth and camera_info subscriptions: reliable '
+                      'connects to reliable publishers (drivers, ros2 bag play) and receives full-size '
+                      'frames; best_effort or sensor_data for best-effort drivers', choices=INPUT_QOS),
+    'queue_size': Spec(10, 'messages kept per input for pairing (and subscription depth)', minimum=1),
+    'slop': Spec(0.05, 'largest stamp difference (s) between paired image and depth', False,
+                 minimum=1e-6),
+    'frame_id': Spec('velodyne', 'frame of the voxel grid, for every output', False),
+    'cam_from_grid': Spec([], 'row-major 4x4 pose of the grid frame in the camera frame '
+                          '(empty: the preset\'s, KITTI velodyne->camera)', False,
+                          array_type=ParameterType.PARAMETER_DOUBLE_ARRAY),
+    'publish_cloud': Spec(True, 'publish voxels (PointCloud2)', False),
+    'publish_markers': Spec(True, 'publish voxel_markers (MarkerArray)', False),
+    'publish_occupancy': Spec(True, 'publish occupancy (OccupancyGrid)', False),
+    'marker_rate': Spec(1.0, 'largest marker publishing rate (Hz)', False, minimum=0.01),
+    'class_filter': Spec([], 'class names to publish (empty: all non-empty classes)', False,
+                         array_type=ParameterType.PARAMETER_STRING_ARRAY),
+    'diagnostics_period': Spec(1.0, 'seconds between /diagnostics messages', False, minimum=0.05),
+    'stall_timeout': Spec(5.0, 'seconds with inputs arriving but nothing processed before /diagnostics '
+                          'says WARN', False, minimum=0.1),
+}
+# Declared by rclpy itself, or read by it from the same parameters file.
+ROS_PARAMETERS = ('use_sim_time', 'start_type_description_service')
+
+
+def check(name: str, value) -> str | None:
+    """What is wrong with ``value`` for parameter ``name`` (None: nothing); types are rclpy's job."""
+    spec = PARAMETERS[name]
+    if spec.choices and value not in spec.choices:
+        return f'expected one of {", ".join(spec.choices)}, got {value!r}'
+    if spec.minimum is not None and not value >= spec.minimum:
+        return f'expected >= {spec.minimum:g}, got {value!r}'
+    if name == 'cam_from_grid':
+        try:
+            grid_pose(value, np.eye(4))
+        except ValueError as e:
+            return str(e)
+    return None
+
+
+def grid_pose(values, default: np.ndarray) -> np.ndarray:
+    """cam_from_grid's 16 row-major numbers → (4, 4); empty → ``default``; ValueError names the problem."""
+    if not len(values):
+        return np.array(default, np.float64)
+    pose = np.asarray(values, np.float64)
+    if pose.size != 16 or not np.all(np.isfinite(pose)):
+        raise ValueError(f'expected 16 finite numbers, got {list(values)}')
+    pose = pose.reshape(4, 4)
+    if not np.allclose(pose[3], (0, 0, 0, 1)):
+        raise ValueError(f'last row must be 0 0 0 1, got {pose[3].tolist()}')
+    return pose
+
+
+def class_filter_ids(names, class_names) -> np.ndarray | None:
+    """class_filter's names → class ids (None: every class); ValueError names unknown classes."""
+    names = [n for n in names if n]
+    return class_ids(class_names, names) if names else None
+
+
+def type_mismatch(name: str, got_type: int, got_value) -> str:
+    """The one line for a value of the wrong type (from a parameters file or -p)."""
+    expected = TYPE_NAMES[PARAMETERS[name].type]
+    got = TYPE_NAMES.get(got_type, 'unset')
+    hint = f' (write {float(got_value)!r})' if (expected, got) == ('double', 'integer') else ''
+    return f'parameter {name}: expected {expected}, got {got} {got_value!r}{hint}'
+
+
+def unknown(names) -> list[str]:
+    """The names that are neither ours nor rclpy's (qos_overrides.* are rclpy's too)."""
+    return sorted(n for n in names if n not in PARAMETERS and n not in ROS_PARAMETERS
+                  and not n.startswith('qos_overrides.'))

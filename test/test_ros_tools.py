@@ -1,0 +1,198 @@
+"""What a ROS 2 user runs, with the real tools: colcon build, ros2 launch, ros2 run, ros2 param,
+and sensor_msgs_py.point_cloud2.read_points on the output (upstream wheels in ../shared/ros2-tools).
+
+The package is built once per session into a temporary workspace; every command runs with that
+workspace's install/setup.bash sourced, the way a user's shell has it.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ros_helpers import Probe, write_kitti_sequence
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs_py.point_cloud2 import read_points
+from std_msgs.msg import Header
+
+from ssc_core.presets import SMALL
+from ssc_ros import conversions as conv
+from ssc_ros.bag import convert
+from ssc_ros.parameters import PARAMETERS
+
+pytestmark = pytest.mark.ros
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CLI = ('--no-daemon', '--spin-time', '5')  # no ros2 daemon left behind; time for discovery
+
+
+@pytest.fixture(scope='session')
+def workspace(tmp_path_factory) -> dict:
+    """``colcon build`` of this repository into a fresh workspace; the environment of a shell that
+    sourced its install/setup.bash (on top of this Python environment's ROS 2 packages)."""
+    ws = tmp_path_factory.mktemp('colcon_ws')
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'AMENT_PREFIX_PATH')}
+    env.update(PATH=f'{BIN}:{env["PATH"]}', AMENT_PREFIX_PATH=sys.prefix)
+    build = subprocess.run([BIN / 'colcon', 'build', '--base-paths', REPO, '--build-base', ws / 'build',
+                            '--install-base', ws / 'install'], cwd=ws, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert build.returncode == 0, build.stdout + build.stderr
+    sourced = subprocess.run(['bash', '-c', f'source {ws}/install/setup.bash && env -0'], env=env,
+                             capture_output=True, check=True, timeout=60).stdout
+    return dict(item.split('=', 1) for item in sourced.decode().split('\0') if '=' in item)
+
+
+def ros2(env, *args, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run(['ros2', *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def launch(env, log, *args) -> subprocess.Popen:
+    """``ros2 launch ssc_ros ssc.launch.py ARGS`` in its own process group, like a terminal's job."""
+    return subprocess.Popen(['ros2', 'launch', 'ssc_ros', 'ssc.launch.py', *args], env=env,
+                            stdout=open(log, 'w'), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def ctrl_c(process, log) -> str:
+    """Ctrl-C in the terminal: SIGINT to the whole process group (ros2 launch forwards one more)."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    return Path(log).read_text()
+
+
+def node_pid(log) -> int:
+    for line in Path(log).read_text().splitlines():
+        if '[ssc_node-1]: process started with pid [' in line:
+            return int(line.split('[')[-1].rstrip(']'))
+    raise AssertionError(Path(log).read_text())
+
+
+@pytest.fixture()
+def probe():
+    p = Probe()
+    yield p
+    p.close()
+
+
+class Camera:
+    """Publishes small frames (rgb8 image, 32FC1 depth, camera_info) on the given topics, 2 per second."""
+
+    def __init__(self, probe, image, depth, camera_info):
+        self.probe = probe
+        self.pubs = [probe.node.create_publisher(t, name, 10)
+                     for t, name in ((Image, image), (Image, depth), (CameraInfo, camera_info))]
+        self.stamp = 10
+
+    def send(self) -> None:
+        header = Header(frame_id='camera')
+        header.stamp.sec = self.stamp
+        self.stamp += 1
+        self.pubs[2].publish(CameraInfo(k=list(np.ravel(SMALL.cam_K)), width=320, height=96))
+        self.pubs[0].publish(conv.rgb_image_msg(np.full((96, 320, 3), 120, np.uint8), header))
+        self.pubs[1].publish(conv.depth_image_msg(np.full((96, 320), 8.0, np.float32), header))
+        time.sleep(0.5)
+
+    def until(self, condition, what, timeout=60) -> None:
+        self.probe.wait_for(lambda: condition() or self.send(), timeout, what)
+
+
+def test_ros2_launch_with_params_file_namespace_remaps_and_ros2_param(workspace, checkpoint, probe, tmp_path):
+    params = tmp_path / 'robot.yaml'
+    params.write_text(yaml.safe_dump({'/**/ssc_node': {'ros__parameters': {
+        'checkpoint': checkpoint, 'frame_id': 'grid_from_file', 'diagnostics_period': 0.5,
+        'publish_markers': False, 'not_a_parameter': 3}}}))
+    probe.record(PointCloud2, '/robot1/voxels')
+    log = tmp_path / 'launch.log'
+    process = launch(workspace, log, 'namespace:=robot1', f'params_file:={params}', 'image:=/cam/img',
+                     'depth:=/cam/depth', 'camera_info:=/cam/info')
+    try:
+        probe.wait_for(lambda: 'ready:' in log.read_text(), 60, 'the node to start')
+        camera = Camera(probe, '/cam/img', '/cam/depth', '/cam/info')
+        camera.until(lambda: probe.messages('/robot1/voxels'), 'a cloud on /robot1/voxels')
+        cloud = probe.messages('/robot1/voxels')[-1]
+        assert cloud.header.frame_id == 'grid_from_file'
+        points = read_points(cloud, field_names=['x', 'y', 'z', 'rgb', 'label'])
+        assert len(points) == cloud.width > 0
+        assert set(np.unique(points['label'])) <= set(range(1, len(SMALL.class_names)))
+        assert points['x'].min() >= SMALL.voxel_origin[0] and points['z'].max() <= SMALL.voxel_origin[2] + 6.4
+
+        node = '/robot1/ssc_node'
+        calls = {'list': ('param', 'list', node), 'dump': ('param', 'dump', node),
+                 'get': ('param', 'get', node, 'frame_id'), 'describe': ('param', 'describe', node, 'slop'),
+                 'read_only': ('param', 'set', node, 'checkpoint', '/other.safetensors'),
+                 'bad_value': ('param', 'set', node, 'slop', '-5.0'),
+                 'bad_class': ('param', 'set', node, 'class_filter', '[car, spaceship]')}
+        running = {k: subprocess.Popen(['ros2', *args, *CLI], env=workspace, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True) for k, args in calls.items()}
+        out = {k: p.communicate(timeout=60)[0] for k, p in running.items()}
+        assert set(out['list'].split()) >= set(PARAMETERS) | {'use_sim_time'}, out['list']
+        dumped = yaml.safe_load(out['dump'])[node]['ros__parameters']
+        assert set(dumped) >= set(PARAMETERS) and dumped['frame_id'] == 'grid_from_file'
+        assert dumped['checkpoint'] == checkpoint and dumped['class_filter'] == []
+        assert out['get'].strip() == 'String value is: grid_from_file'
+        assert 'Type: double' in out['describe'] and 'can change at run time' in out['describe']
+        assert 'Setting parameter failed: Trying to set a read-only parameter: checkpoint' in out['read_only']
+        assert 'Setting parameter failed: parameter slop: expected >= 1e-06, got -5.0' in out['bad_value']
+        assert "unknown classes ['spaceship']" in out['bad_class']
+        result = ros2(workspace, 'param', 'set', node, 'frame_id', 'base_link', *CLI)
+        assert result.stdout.strip() == 'Set parameter successful', result.stdout + result.stderr
+        count = len(probe.messages('/robot1/voxels'))
+        camera.until(lambda: len(probe.messages('/robot1/voxels')) > count + 1, 'clouds after the set')
+        assert probe.messages('/robot1/voxels')[-1].header.frame_id == 'base_link'
+    finally:
+        text = ctrl_c(process, log)
+    assert process.returncode == 0, text
+    assert '[ssc_node-1]: process has finished cleanly' in text, text
+    assert 'Traceback' not in text
+    assert 'unknown parameters ignored: not_a_parameter' in text
+
+
+def test_ros2_launch_bag_with_sim_time_uses_the_installed_config(workspace, probe, tmp_path):
+    """bag:= use_sim_time:=true: the built-in player (with /clock) feeds the node started with the
+    installed config/ssc.yaml (found through the ament index), and the built-in model answers."""
+    seq, depth = write_kitti_sequence(tmp_path / 'seq', tmp_path / 'depth', 4, size=(320, 96))
+    bag = convert(seq, depth, tmp_path / 'bag', progress=False)
+    probe.record(PointCloud2, '/voxels')
+    log = tmp_path / 'launch.log'
+    process = launch(workspace, log, f'bag:={bag}', 'use_sim_time:=true')
+    try:
+        probe.wait_for(lambda: probe.messages('/voxels'), 90, 'a cloud from the bag')
+        probe.wait_for(lambda: '[ssc_bag-2]: process has finished cleanly' in log.read_text(), 30,
+                       'the player to finish')
+        cmdline = Path(f'/proc/{node_pid(log)}/cmdline').read_bytes().split(b'\0')
+        installed = Path(workspace['COLCON_PREFIX_PATH']) / 'ssc_ros/share/ssc_ros/config/ssc.yaml'
+        assert str(installed).encode() in cmdline, cmdline
+        assert probe.messages('/voxels')[0].header.stamp.sec == 1_700_000_000
+    finally:
+        text = ctrl_c(process, log)
+    assert process.returncode == 0, text
+    assert 'published 12 messages' in text
+    assert '[ssc_node-1]: process has finished cleanly' in text and 'Traceback' not in text, text
+
+
+def test_ros2_run(workspace, checkpoint, probe, tmp_path):
+    probe.record(PointCloud2, '/cam/voxels_out')
+    log = tmp_path / 'run.log'
+    process = subprocess.Popen(['ros2', 'run', 'ssc_ros', 'ssc_node', '--ros-args',
+                                '-p', f'checkpoint:={checkpoint}', '-r', 'image:=/cam/image',
+                                '-r', 'depth:=/cam/depth', '-r', 'camera_info:=/cam/camera_info',
+                                '-r', 'voxels:=/cam/voxels_out'],
+                               env=workspace, stdout=open(log, 'w'), stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        Camera(probe, '/cam/image', '/cam/depth', '/cam/camera_info').until(
+            lambda: probe.messages('/cam/voxels_out'), 'a cloud on /cam/voxels_out')
+    finally:
+        text = ctrl_c(process, log)
+    assert process.returncode == 0 and 'Traceback' not in text, text
+    bad = ros2(workspace, 'run', 'ssc_ros', 'ssc_node', '--ros-args', '-p', 'queue_size:=10.0', timeout=120)
+    assert bad.returncode == 1, bad.stderr
+    assert bad.stderr == 'ssc_node: parameter queue_size: expected integer, got double 10.0\n'

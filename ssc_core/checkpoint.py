@@ -27,9 +27,11 @@ from .torch_archive import ArchiveError, load_archive
 FORMAT = 'ssc_ros.checkpoint/1'
 # The built-in model: the `small` preset trained on synthetic streets (scripts/train_builtin.sh).
 BUILTIN_CHECKPOINT = Path(__file__).resolve().parent / 'weights' / 'small_synthetic.safetensors'
-# Buffers of the authors' modules that are constants or unused here: checked, then dropped.
-DERIVED_KEYS = ('decoder.image_grid', 'decoder.voxel_grid',
-                'encoder.model.panoptic_head.criterion.empty_weight')
+# Buffers of the authors' modules that are constants here: their shapes are checked (they tell
+# the image size and grid a checkpoint was trained for), then they are dropped.
+IMAGE_GRID_KEY, VOXEL_GRID_KEY = 'decoder.image_grid', 'decoder.voxel_grid'
+# The authors' training criterion's buffer: unused by the network, dropped.
+UNUSED_KEYS = ('encoder.model.panoptic_head.criterion.empty_weight',)
 
 
 class CheckpointError(ValueError):
@@ -142,7 +144,7 @@ def _strip_prefix(state: dict, prefix: str = 'model.') -> dict:
 def infer_preset(state: dict) -> Preset | None:
     """The built-in preset whose shapes an authors'-layout state dict has, if any."""
     state = _strip_prefix(state)
-    grid = state.get('decoder.image_grid')
+    grid = state.get(IMAGE_GRID_KEY)
     head = state.get('decoder.cls_head.2.weight')
     scene = state.get('decoder.scene_embed.weight')
     for preset in PRESETS.values():
@@ -167,15 +169,15 @@ def check_state_dict(model: Symphonies, state: dict, source: str) -> dict:
     expected = model.state_dict()
     problems = []
     height, width = model.image_shape
-    grid = state.pop('decoder.image_grid', None)
+    grid = state.pop(IMAGE_GRID_KEY, None)
     if grid is not None and tuple(grid.shape) != (1, 2, height, width):
-        problems.append(f'decoder.image_grid: checkpoint is for images {tuple(grid.shape[-2:])}, '
+        problems.append(f'{IMAGE_GRID_KEY}: checkpoint is for images {tuple(grid.shape[-2:])}, '
                         f'the network for {(height, width)}')
-    voxel_grid = state.pop('decoder.voxel_grid', None)
+    voxel_grid = state.pop(VOXEL_GRID_KEY, None)
     if voxel_grid is not None and tuple(voxel_grid.shape[1:]) != model.decoder.scene_shape:
-        problems.append(f'decoder.voxel_grid: checkpoint grid {tuple(voxel_grid.shape[1:])}, '
+        problems.append(f'{VOXEL_GRID_KEY}: checkpoint grid {tuple(voxel_grid.shape[1:])}, '
                         f'network grid {model.decoder.scene_shape}')
-    for key in DERIVED_KEYS[2:]:
+    for key in UNUSED_KEYS:
         state.pop(key, None)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -34,6 +34,8 @@ class NodeSpec:
 
     def command(self) -> list[str]:
         """The equivalent command line (``python -m MODULE ARGS --ros-args ...``)."""
+        if not self.module:
+            raise ValueError(f'{self.executable}: not one of ours, it has no python -m command')
         cmd = [sys.executable, '-m', self.module, *self.arguments, '--ros-args', '-r', f'__node:={self.name}']
         if self.namespace:
             cmd += ['-r', f'__ns:=/{self.namespace.strip("/")}']
@@ -53,9 +55,6 @@ class Description:
     node: NodeSpec
     player: NodeSpec | None = None
     rviz: NodeSpec | None = None
-
-    def parts(self) -> list[NodeSpec]:
-        return [p for p in (self.node, self.player, self.rviz) if p is not None]
 
 
 def describe(params_file: str | None = None, namespace: str = '', image: str = '/camera/image',

@@ -1,6 +1,7 @@
 """The launch description (plain data) and the launch file that adapts it."""
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ssc_ros.launch_description import describe, share_dir
@@ -18,7 +19,9 @@ def test_description():
     assert cmd[1:3] == ['-m', 'ssc_ros.node'] and '__ns:=/robot1' in cmd and 'use_sim_time:=true' in cmd
     assert d.player.command()[3:] == ['play', '/bags/kitti', '--rate', '2.0', '--loop', '--clock',
                                       '--ros-args', '-r', '__node:=ssc_bag_player', '-r', '__ns:=/robot1']
-    assert d.rviz.arguments[-1].endswith('config/ssc.rviz') and len(d.parts()) == 3
+    assert d.rviz.arguments[-1].endswith('config/ssc.rviz')
+    with pytest.raises(ValueError, match='rviz2: not one of ours'):
+        d.rviz.command()
     assert describe().player is None and describe().rviz is None
 
 

@@ -80,3 +80,10 @@ def _no_node_left_running():
             process.wait(timeout=10)
     if helpers:
         helpers.STARTED.clear()
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that read the authors' reference data carry the ``reference`` marker."""
+    for item in items:
+        if {'reference_dir', 'fill'} & set(getattr(item, 'fixturenames', ())):
+            item.add_marker(pytest.mark.reference)

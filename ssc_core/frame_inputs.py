@@ -20,6 +20,9 @@ NETWORK_INPUTS = ('img', 'depth', 'cam_K', 'cam_pose', 'voxel_origin', 'projecte
 IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), np.float32)
 IMAGENET_STD = np.array((0.229, 0.224, 0.225), np.float32)
 
+MILLIMETRE_MEDIAN_DEPTH = 250.0
+"""A median depth (m) above this looks like millimetres given as metres (no grid is that deep)."""
+
 
 def check_matrix(value, shape: tuple[int, ...], name: str) -> np.ndarray:
     """``value`` as a finite float64 array of ``shape``; ValueError naming ``name`` otherwise."""
@@ -69,6 +72,51 @@ def check_depth(depth, image_size: tuple[int, int]) -> np.ndarray:
         raise ValueError(f'depth: size {depth.shape} differs from image size {tuple(image_size)} '
                          '(depth must be registered to the image)')
     return depth.astype(np.float32)
+
+
+def depth_warnings(depth: np.ndarray, K: np.ndarray, cam_from_grid: np.ndarray,
+                   preset: Preset) -> dict[str, str]:
+    """What is wrong with a frame's depth, as the network will see it → {kind: message}.
+
+    ``no_depth_in_grid``: no valid pixel lifts into the decoder grid (the network then runs
+    without voxel proposals: the scene comes from the image alone).
+    ``depth_in_millimetres``: the median valid depth is above :data:`MILLIMETRE_MEDIAN_DEPTH`.
+    depth (h, w) metres at the network's image size; K (3, 3) for that size; cam_from_grid (4, 4).
+    """
+    warnings = {}
+    valid = np.isfinite(depth) & (depth > 0)
+    if not valid.any():
+        warnings['no_depth_in_grid'] = 'depth: no valid pixel (all NaN, inf or <= 0)'
+        return warnings
+    median = float(np.median(depth[valid]))
+    if median > MILLIMETRE_MEDIAN_DEPTH:
+        warnings['depth_in_millimetres'] = (
+            f'depth: median {median:.0f} m looks like millimetres given as metres '
+            '(32FC1 depth must be in metres; 16UC1 is read as millimetres)')
+    inside = count_depth_in_grid(depth, valid, K, cam_from_grid, preset)
+    if not inside:
+        warnings['no_depth_in_grid'] = (
+            f'depth: none of the {int(valid.sum())} valid pixels lies inside the voxel grid '
+            f'({" x ".join(f"{s:g}" for s in preset.scene_size)} m); the network runs without '
+            'depth proposals')
+    return warnings
+
+
+def count_depth_in_grid(depth: np.ndarray, valid: np.ndarray, K: np.ndarray,
+                        cam_from_grid: np.ndarray, preset: Preset) -> int:
+    """How many valid depth pixels fall into a decoder-grid voxel, as the network's proposals
+    count them (coordinates truncated toward zero). depth, valid (h, w); K (3, 3); pose (4, 4)."""
+    cfg = preset.model
+    v, u = np.nonzero(valid)
+    z = depth[v, u].astype(np.float64)
+    cam = np.linalg.solve(K, np.stack([u * z, v * z, z]))
+    grid_from_cam = np.linalg.inv(cam_from_grid)
+    world = grid_from_cam[:3, :3] @ cam + grid_from_cam[:3, 3:]
+    voxel = cfg.voxel_size * cfg.volume_scale
+    vox = (world.T - np.asarray(preset.voxel_origin)) / voxel - 0.5
+    vox[:, 2] /= cfg.downsample_z
+    dims = np.array(cfg.scene_shape) // cfg.volume_scale // np.array([1, 1, cfg.downsample_z])
+    return int(((vox > -1) & (vox < dims)).all(1).sum())
 
 
 def fit_to_shape(image: np.ndarray, depth: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:

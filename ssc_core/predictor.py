@@ -1,6 +1,6 @@
 """One inference API: camera image + depth + calibration in, semantic voxel grid out."""
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -8,7 +8,7 @@ import torch
 from .backends import BACKENDS, TorchBackend
 from .backends.torch_backend import PRECISIONS
 from .checkpoint import CheckpointError, load_model
-from .frame_inputs import NETWORK_INPUTS, check_calibration, frame_inputs, project_grids
+from .frame_inputs import NETWORK_INPUTS, check_calibration, depth_warnings, frame_inputs, project_grids
 from .geometry import VoxelProjection
 from .model import Symphonies
 from .presets import Preset, get_preset
@@ -19,10 +19,12 @@ __all__ = ['PRECISIONS', 'Prediction', 'Predictor']
 @dataclass
 class Prediction:
     """labels (X, Y, Z) uint8 class per voxel; probs (C, X, Y, Z) float32 when asked for;
-    fov_mask (X, Y, Z) bool, voxels the camera sees."""
+    fov_mask (X, Y, Z) bool, voxels the camera sees; warnings {kind: message} about the frame
+    (see :func:`~ssc_core.frame_inputs.depth_warnings`), empty for a good frame."""
     labels: np.ndarray
     fov_mask: np.ndarray
     probs: np.ndarray | None = None
+    warnings: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,15 @@ class Predictor:
 
     def prepare(self, images, depths, Ks, poses) -> dict[str, torch.Tensor]:
         """Lists of frames → the network's keyword inputs, batched on the device."""
+        return self._batch(self._frames(images, depths, Ks, poses))
+
+    def _frames(self, images, depths, Ks, poses) -> list[dict[str, np.ndarray]]:
         if not (len(images) == len(depths) == len(Ks) == len(poses)) or not images:
             raise ValueError('images, depths, Ks and poses must be non-empty lists of equal length')
-        frames = [frame_inputs(image, depth, K, pose, self.preset, self.geometry(K, pose).network)
-                  for image, depth, K, pose in zip(images, depths, Ks, poses, strict=True)]
+        return [frame_inputs(image, depth, K, pose, self.preset, self.geometry(K, pose).network)
+                for image, depth, K, pose in zip(images, depths, Ks, poses, strict=True)]
+
+    def _batch(self, frames: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(np.stack([f[k] for f in frames])).to(self.device)
                 for k in NETWORK_INPUTS}
 
@@ -114,17 +121,22 @@ class Predictor:
             image: (H, W, 3) RGB uint8 or float [0, 1]. depth: (H, W) metres registered to the
                 image; NaN, inf and values ≤ 0 mean no depth. K: (3, 3) intrinsics.
             cam_from_grid: (4, 4) pose of the voxel grid in the camera frame (KITTI: velo → cam).
+
+        A frame without valid depth inside the grid still gets a prediction (from the image
+        alone), with a ``no_depth_in_grid`` entry in ``Prediction.warnings``.
         """
         return self.predict_batch([image], [depth], [K], [cam_from_grid], return_probs)[0]
 
     def predict_batch(self, images, depths, Ks, poses, return_probs: bool = False) -> list[Prediction]:
         """Several frames, in runs of at most ``backend.max_batch``; each gives its single-frame result."""
-        inputs = self.prepare(images, depths, Ks, poses)
+        frames = self._frames(images, depths, Ks, poses)
+        warnings = [depth_warnings(f['depth'], f['cam_K'], f['cam_pose'], self.preset) for f in frames]
+        inputs = self._batch(frames)
         step = self.backend.max_batch or len(images)
         runs = [self.backend.run({k: v[i:i + step] for k, v in inputs.items()}, return_probs)
                 for i in range(0, len(images), step)]
         labels = np.concatenate([r[0] for r in runs])
         logits = torch.cat([r[1] for r in runs]) if return_probs else None
         probs = logits.softmax(1).cpu().numpy() if return_probs else [None] * len(labels)
-        return [Prediction(labels[i], self.geometry(Ks[i], poses[i]).output_fov, probs[i])
+        return [Prediction(labels[i], self.geometry(Ks[i], poses[i]).output_fov, probs[i], warnings[i])
                 for i in range(len(labels))]

@@ -184,14 +184,14 @@ class SSCNode(Node):
             raise StartupError(f'parameter class_filter: {e}') from None
 
     # ------------------------------------------------------------------ inputs
-    def _warn(self, kind: str, text: str) -> None:
+    def _warn(self, kind: str, text: str, outcome: str = 'dropped') -> None:
         """Count a problem and log it, at most once per 5 s for each kind."""
         self.stats.errors[kind] += 1
         now = time.monotonic()
         if now - self.last_logged.get(kind, -1e9) >= 5.0 and self.context.ok():
             self.last_logged[kind] = now
             count = self.stats.errors[kind]
-            self.get_logger().warning(f'{text} (dropped; {count} of this kind so far)')
+            self.get_logger().warning(f'{text} ({outcome}; {count} of this kind so far)')
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.stats.received['camera_info'] += 1
@@ -269,6 +269,8 @@ class SSCNode(Node):
                                f'depth {depth.shape[1]}x{depth.shape[0]} does not match image '
                                f'{image.shape[1]}x{image.shape[0]} (depth must be registered to the image)')
         prediction = self.predictor.predict(image, depth, K, self.cam_from_grid)
+        for kind, text in prediction.warnings.items():
+            self._warn(kind, text, outcome='published')
         header = Header(stamp=image_msg.header.stamp, frame_id=self.params['frame_id'])
         preset = self.predictor.preset
         args = (preset.class_names, preset.model.voxel_size, preset.voxel_origin)

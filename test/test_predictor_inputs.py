@@ -95,3 +95,55 @@ def test_grey_and_float_images(predictor):
     torch.testing.assert_close(as_float, as_uint8)
     grey = predictor.prepare([image[..., 0]], [depth], [K], [pose])['img'][0]
     torch.testing.assert_close(grey[0] * 0.229 + 0.485, grey[1] * 0.224 + 0.456)
+
+
+@pytest.mark.parametrize('fill', [np.nan, 0.0, -2.0, np.inf])
+def test_frame_without_depth_runs_and_warns(predictor, fill):
+    image, depth, K, pose = small_frame(6)
+    pred = predictor.predict(image, np.full_like(depth, fill), K, pose)
+    assert pred.labels.shape == SMALL_PRESET.model.scene_shape
+    assert list(pred.warnings) == ['no_depth_in_grid']
+    assert predictor.predict(image, depth, K, pose).warnings == {}
+
+
+def test_depth_outside_the_grid_warns(predictor):
+    image, depth, K, pose = small_frame(7)
+    behind_the_grid = np.full_like(depth, 120.0)  # metres, beyond the 51.2 m grid
+    pred = predictor.predict(image, behind_the_grid, K, pose)
+    assert 'no_depth_in_grid' in pred.warnings and 'valid pixels' in pred.warnings['no_depth_in_grid']
+    millimetres = depth * 1000.0
+    warnings = predictor.predict(image, millimetres, K, pose).warnings
+    assert set(warnings) == {'depth_in_millimetres', 'no_depth_in_grid'}
+    assert 'looks like millimetres' in warnings['depth_in_millimetres']
+
+
+def test_depth_count_matches_the_network_proposals(predictor):
+    from ssc_core.frame_inputs import count_depth_in_grid
+    decoder = predictor.backend.model.decoder
+    image, depth, K, pose = small_frame(8)
+    depth[:, :100] = 70.0  # the left half beyond the grid
+    inputs = predictor.prepare([image], [depth], [K], [pose])
+    with torch.no_grad():
+        vol_pts, has_depth = decoder.depth_to_voxels(inputs['depth'], inputs['cam_K'], inputs['cam_pose'],
+                                                     inputs['voxel_origin'])
+    bounds = torch.tensor(decoder.scene_shape)
+    network = int((((vol_pts >= 0) & (vol_pts < bounds)).all(-1) & has_depth).sum())
+    fitted = inputs['depth'][0].numpy()
+    ours = count_depth_in_grid(fitted, np.isfinite(fitted) & (fitted > 0), K, pose, SMALL_PRESET)
+    assert 0 < network < depth.size
+    assert abs(ours - network) <= network * 1e-3
+
+
+def test_batch_mixing_frames_with_and_without_depth(predictor):
+    image, depth, K, pose = small_frame(9)
+    no_depth = np.full_like(depth, np.nan)
+    with_depth = predictor.logits(predictor.prepare([image], [depth], [K], [pose]))
+    without = predictor.logits(predictor.prepare([image], [no_depth], [K], [pose]))
+    assert not torch.allclose(with_depth, without, atol=1e-3)
+    for order in ((depth, no_depth), (no_depth, depth)):
+        batched = predictor.logits(predictor.prepare([image, image], list(order), [K, K], [pose, pose]))
+        for i, d in enumerate(order):
+            single = with_depth if d is depth else without
+            torch.testing.assert_close(batched[i:i + 1], single, atol=2e-5, rtol=1e-5)
+    preds = predictor.predict_batch([image, image], [depth, no_depth], [K, K], [pose, pose])
+    assert preds[0].warnings == {} and list(preds[1].warnings) == ['no_depth_in_grid']

@@ -151,6 +151,10 @@ def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     depth = conv.depth_image_msg(values, depth.header)
     send(image, depth)
     probe.wait_for(lambda: probe.messages('/voxels'), 60, 'an output from NaN/inf/negative depth')
+    count = len(probe.messages('/voxels'))
+    send(*frame(t[0], depth_value=float('nan')))
+    expect('error_no_depth_in_grid', 'a frame without depth')
+    probe.wait_for(lambda: len(probe.messages('/voxels')) > count, 60, 'an output without depth')
     t[0] -= 10**9
     send(*frame(t[0]))
     expect('error_stamp_backwards', 'stamps going backwards')
@@ -161,7 +165,7 @@ def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     assert stop(node) == 0
     text = log.read_text()
     for phrase in ('no camera_info received yet', "encoding 'yuv422' not supported", '(truncated)',
-                   'does not match image', 'time jumped back'):
+                   'does not match image', 'time jumped back', 'no valid pixel (all NaN'):
         assert phrase in text, phrase
     assert 'Traceback' not in text
 

@@ -26,10 +26,11 @@ from visualization_msgs.msg import MarkerArray
 
 from ssc_core.backends import BACKENDS
 from ssc_core.checkpoint import BUILTIN_CHECKPOINT, CheckpointError
+from ssc_core.frame_inputs import FIT_POLICIES
 from ssc_core.outputs import class_ids
 from ssc_core.predictor import PRECISIONS, Predictor
 
-from . import conversions
+from . import camera_checks, conversions
 from .conversions import MessageError
 
 BUILTIN = 'builtin'
@@ -53,6 +54,9 @@ PARAMETERS = {
     'allow_cpu_fallback': Parameter(False, 'onnxruntime: run on the CPU when no GPU provider is usable '
                                     '(logged) instead of failing'),
     'precision': Parameter('fp32', 'fp32, or fp16/bf16 autocast', tuple(PRECISIONS)),
+    'fit': Parameter('auto', 'how images of another size than the network\'s become its input: crop '
+                     '(the authors\' top-left crop), scale (keep the view the grid needs, K scaled), '
+                     'auto (crop for KITTI-sized images, else scale)', FIT_POLICIES),
     'image_transport': Parameter('raw', 'raw: sensor_msgs/Image on "image"; compressed: '
                                  'sensor_msgs/CompressedImage on "image/compressed"', ('raw', 'compressed')),
     'slop': Parameter(0.05, 'largest stamp difference (s) between paired image and depth'),
@@ -105,6 +109,7 @@ class SSCNode(Node):
         self.images = collections.deque(maxlen=self.params['queue_size'])
         self.depths = collections.deque(maxlen=self.params['queue_size'])
         self.camera_info = None
+        self.view = None
         self.last_stamp = None
         self.running = True
 
@@ -160,7 +165,7 @@ class SSCNode(Node):
         try:
             return Predictor.from_checkpoint(path, self.params['preset'] or None, self.params['device'],
                                              self.params['precision'], self.params['backend'],
-                                             self.params['allow_cpu_fallback'])
+                                             self.params['allow_cpu_fallback'], self.params['fit'])
         except (CheckpointError, ValueError, RuntimeError) as e:
             raise StartupError(f'parameter checkpoint: cannot load {path}: {e}') from None
 
@@ -258,17 +263,22 @@ class SSCNode(Node):
         if info is None:
             self._warn('no_camera_info', 'no camera_info received yet')
             return
-        K = conversions.camera_matrix(info)
         if isinstance(image_msg, CompressedImage):
             image = conversions.compressed_to_rgb(image_msg)
         else:
             image = conversions.image_to_rgb(image_msg)
+        K = camera_checks.intrinsics_for_image(info, image.shape[:2])
+        for kind, text in camera_checks.frame_warnings(info, image_msg.header, depth_msg.header).items():
+            self._warn(kind, text, outcome='used')
         depth = conversions.depth_to_metres(depth_msg)
         if depth.shape != image.shape[:2]:
             raise MessageError('size_mismatch',
                                f'depth {depth.shape[1]}x{depth.shape[0]} does not match image '
                                f'{image.shape[1]}x{image.shape[0]} (depth must be registered to the image)')
         prediction = self.predictor.predict(image, depth, K, self.cam_from_grid)
+        if prediction.view != self.view:  # once per calibration and image size
+            self.view = prediction.view
+            self.get_logger().info(self.view.describe())
         for kind, text in prediction.warnings.items():
             self._warn(kind, text, outcome='published')
         header = Header(stamp=image_msg.header.stamp, frame_id=self.params['frame_id'])

@@ -14,7 +14,14 @@ def predictor():
     return Predictor(SMALL_PRESET.model.build(), SMALL_PRESET)
 
 
-def test_larger_image_is_cropped_at_bottom_right(predictor):
+@pytest.fixture(scope='module')
+def cropping(predictor):
+    """The same network, fitting images by the authors' crop."""
+    return Predictor(predictor.backend, SMALL_PRESET, fit='crop')
+
+
+def test_larger_image_is_cropped_at_bottom_right(cropping):
+    predictor = cropping
     image, depth, K, pose = small_frame(3)
     big_image = np.pad(image, ((0, 10), (0, 30), (0, 0)), constant_values=255)
     big_depth = np.pad(depth, ((0, 10), (0, 30)), constant_values=1.0)
@@ -24,7 +31,8 @@ def test_larger_image_is_cropped_at_bottom_right(predictor):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
-def test_smaller_image_is_padded_with_no_depth(predictor):
+def test_smaller_image_is_padded_with_no_depth(cropping):
+    predictor = cropping
     image, depth, K, pose = small_frame(4)
     inputs = predictor.prepare([image[:50, :180]], [depth[:50, :180]], [K], [pose])
     assert inputs['img'].shape[-2:] == SMALL_PRESET.image_shape
@@ -59,6 +67,12 @@ def test_invalid_depth_pixels_count_as_no_depth(predictor):
     ('K_nan', 'K: contains NaN or inf'),
     ('K_focal', 'K: focal lengths must be positive'),
     ('pose_row', r'T_cam_from_grid: last row must be \(0, 0, 0, 1\)'),
+    ('K_huge', 'K: focal lengths fx=1e.300, fy=.* are implausible for a 200x64 image'),
+    ('K_tiny', 'K: focal lengths fx=1e-300'),
+    ('K_last_row', r'K: last row must be \(0, 0, 1\), got \[0.0, 0.0, 0.0\]'),
+    ('K_aspect', 'pixels far from square'),
+    ('K_centre', r'principal point \(5000, .*\) is far outside the 200x64 image'),
+    ('image_tiny', r'image: 1x1 is too small \(each side must be >= 32 pixels\)'),
 ])
 def test_bad_input_is_named(predictor, case, message):
     image, depth, K, pose = small_frame(6)
@@ -84,6 +98,13 @@ def test_bad_input_is_named(predictor, case, message):
     elif case == 'pose_row':
         pose = pose.copy()
         pose[3, 0] = 1
+    elif case.startswith('K_'):
+        K = K.copy()
+        index, value = {'K_huge': ((0, 0), 1e300), 'K_tiny': ((0, 0), 1e-300), 'K_last_row': ((2, 2), 0),
+                        'K_aspect': ((1, 1), K[0, 0] * 10), 'K_centre': ((0, 2), 5000)}[case]
+        K[index] = value
+    elif case == 'image_tiny':
+        image, depth = image[:1, :1], depth[:1, :1]
     with pytest.raises(ValueError, match=message):
         predictor.predict(image, depth, K, pose)
 

@@ -135,7 +135,7 @@ def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     expect('error_no_camera_info', 'missing camera_info')
     pub_info.publish(camera_info())
     time.sleep(0.5)
-    send(*frame(t[0], encoding='yuv422'))
+    send(*frame(t[0], encoding='nv12'))
     expect('error_encoding', 'unsupported encoding')
     image, depth = frame(t[0])
     image.data = bytes(image.data)[:1000]
@@ -155,6 +155,23 @@ def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     send(*frame(t[0], depth_value=float('nan')))
     expect('error_no_depth_in_grid', 'a frame without depth')
     probe.wait_for(lambda: len(probe.messages('/voxels')) > count, 60, 'an output without depth')
+    absurd = CameraInfo(k=[1e300, 0, 160, 0, 1e300, 48, 0, 0, 1], width=320, height=96)
+    other_size = CameraInfo(k=list(np.array(SMALL.cam_K).ravel()), width=300, height=96)
+    for info, key in ((absurd, 'error_bad_camera_info'), (other_size, 'error_camera_info_size')):
+        pub_info.publish(info)
+        time.sleep(0.5)
+        send(*frame(t[0]))
+        expect(key, key)
+    distorted = camera_info()
+    distorted.d = [-0.3, 0.1, 0.0, 0.0, 0.0]
+    pub_info.publish(distorted)
+    time.sleep(0.5)
+    count = len(probe.messages('/voxels'))
+    send(*frame(t[0]))
+    expect('error_distorted_image', 'a distorted image')
+    probe.wait_for(lambda: len(probe.messages('/voxels')) > count, 60, 'an output from a distorted image')
+    pub_info.publish(camera_info())
+    time.sleep(0.5)
     t[0] -= 10**9
     send(*frame(t[0]))
     expect('error_stamp_backwards', 'stamps going backwards')
@@ -164,8 +181,11 @@ def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     assert node.poll() is None
     assert stop(node) == 0
     text = log.read_text()
-    for phrase in ('no camera_info received yet', "encoding 'yuv422' not supported", '(truncated)',
-                   'does not match image', 'time jumped back', 'no valid pixel (all NaN'):
+    for phrase in ('no camera_info received yet', "encoding 'nv12' not supported", '(truncated)',
+                   'does not match image', 'time jumped back', 'no valid pixel (all NaN',
+                   'camera 320x96, fit crop: 68.3 % of the output grid in view',
+                   'camera_info: K: focal lengths fx=1e+300', 'not a uniform resize',
+                   'expects a rectified image'):
         assert phrase in text, phrase
     assert 'Traceback' not in text
 

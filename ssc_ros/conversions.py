@@ -121,6 +121,26 @@ def depth_to_metres(msg: Image) -> np.ndarray:
     return depth.astype(np.float32)
 
 
+def disparity_to_metres(msg) -> np.ndarray:
+    """stereo_msgs/DisparityImage → (H, W) float32 depth in metres, Z = f·T / d.
+
+    Disparities that are not finite, ≤ 0 or outside [min_disparity, max_disparity] (where
+    stereo_image_proc puts invalid matches) become NaN ("no depth").
+    """
+    if msg.image.encoding != '32FC1':
+        raise MessageError('encoding', f'disparity image encoding {msg.image.encoding!r} not supported; '
+                           'expected 32FC1 (pixels)')
+    if not (np.isfinite(msg.f) and np.isfinite(msg.t) and msg.f > 0 and msg.t > 0):
+        raise MessageError('bad_disparity', f'disparity: focal length f={msg.f} and baseline t={msg.t} '
+                           'must be positive')
+    disparity = _pixels(msg.image, 1, np.dtype('<f4'))[..., 0].astype(np.float32)
+    valid = np.isfinite(disparity) & (disparity > 0)
+    if msg.max_disparity > msg.min_disparity:
+        valid &= (disparity >= msg.min_disparity) & (disparity <= msg.max_disparity)
+    with np.errstate(divide='ignore'):
+        return np.where(valid, np.float32(msg.f * msg.t) / disparity, np.nan).astype(np.float32)
+
+
 def rgb_image_msg(image: np.ndarray, header: Header) -> Image:
     """(H, W, 3) uint8 → rgb8 Image."""
     return Image(header=header, height=image.shape[0], width=image.shape[1], encoding='rgb8',

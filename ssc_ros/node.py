@@ -22,6 +22,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
+from stereo_msgs.msg import DisparityImage
 from visualization_msgs.msg import MarkerArray
 
 from ssc_core.backends import BACKENDS
@@ -59,6 +60,9 @@ PARAMETERS = {
                      'auto (crop for KITTI-sized images, else scale)', FIT_POLICIES),
     'image_transport': Parameter('raw', 'raw: sensor_msgs/Image on "image"; compressed: '
                                  'sensor_msgs/CompressedImage on "image/compressed"', ('raw', 'compressed')),
+    'depth_input': Parameter('depth', 'depth: sensor_msgs/Image on "depth" (32FC1 m, 16UC1 mm); '
+                             'disparity: stereo_msgs/DisparityImage on "disparity" (depth = f*T/d)',
+                             ('depth', 'disparity')),
     'slop': Parameter(0.05, 'largest stamp difference (s) between paired image and depth'),
     'queue_size': Parameter(10, 'messages kept per input for pairing'),
     'frame_id': Parameter('velodyne', 'frame of the voxel grid, for every output'),
@@ -118,7 +122,10 @@ class SSCNode(Node):
             self.create_subscription(CompressedImage, 'image/compressed', self._on_image, qos)
         else:
             self.create_subscription(Image, 'image', self._on_image, qos)
-        self.create_subscription(Image, 'depth', self._on_depth, qos)
+        if self.params['depth_input'] == 'disparity':
+            self.create_subscription(DisparityImage, 'disparity', self._on_depth, qos)
+        else:
+            self.create_subscription(Image, 'depth', self._on_depth, qos)
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)
         reliable = QoSProfile(depth=2)
         self.cloud_pub = self.create_publisher(PointCloud2, 'voxels', reliable)
@@ -206,7 +213,7 @@ class SSCNode(Node):
         self.stats.received['image'] += 1
         self._add(self.images, msg)
 
-    def _on_depth(self, msg: Image) -> None:
+    def _on_depth(self, msg: Image | DisparityImage) -> None:
         self.stats.received['depth'] += 1
         self._add(self.depths, msg)
 
@@ -270,7 +277,8 @@ class SSCNode(Node):
         K = camera_checks.intrinsics_for_image(info, image.shape[:2])
         for kind, text in camera_checks.frame_warnings(info, image_msg.header, depth_msg.header).items():
             self._warn(kind, text, outcome='used')
-        depth = conversions.depth_to_metres(depth_msg)
+        depth = (conversions.disparity_to_metres(depth_msg) if isinstance(depth_msg, DisparityImage)
+                 else conversions.depth_to_metres(depth_msg))
         if depth.shape != image.shape[:2]:
             raise MessageError('size_mismatch',
                                f'depth {depth.shape[1]}x{depth.shape[0]} does not match image '

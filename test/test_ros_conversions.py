@@ -226,3 +226,16 @@ def test_compressed_16_bit_and_decompression_bombs():
         with pytest.raises(conv.MessageError, match=f'{side}x{side} is over|exceeds limit') as error:
             conv.compressed_to_rgb(CompressedImage(format='png', data=data))
         assert error.value.kind == 'image_too_large'
+
+
+def test_disparity_to_depth():
+    from stereo_msgs.msg import DisparityImage
+    disparity = np.array([[35.0, 70.0, 0.0], [-1.0, np.nan, 300.0]], np.float32)
+    msg = DisparityImage(image=image_msg(disparity, '32FC1'), f=700.0, t=0.5, min_disparity=1.0,
+                         max_disparity=256.0)
+    depth = conv.disparity_to_metres(roundtrip(msg))
+    reference = np.array([[700 * 0.5 / 35, 700 * 0.5 / 70, np.nan], [np.nan, np.nan, np.nan]])
+    np.testing.assert_allclose(depth, reference, rtol=1e-6)  # 300 px is over max_disparity
+    msg.t = 0.0
+    with pytest.raises(conv.MessageError, match='baseline t=0.0 must be positive'):
+        conv.disparity_to_metres(msg)

@@ -260,3 +260,31 @@ def test_compressed_images(checkpoint, probe, tmp_path):
     assert probe.messages('/voxels'), (tmp_path / 'node.log').read_text()
     assert probe.messages('/voxels')[0].header.stamp.sec >= 5
     assert stop(node) == 0
+
+
+def test_disparity_input_and_camera_encodings(checkpoint, probe, tmp_path):
+    """depth_input:=disparity reads stereo_msgs/DisparityImage; a bayer_rggb8 camera is accepted."""
+    from stereo_msgs.msg import DisparityImage
+
+    pub_image, _, pub_info = feed(probe)
+    pub_disparity = probe.node.create_publisher(DisparityImage, '/camera/disparity', 10)
+    node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'depth_input:=disparity',
+                              '-r', 'disparity:=/camera/disparity', *REMAP[:2], *REMAP[4:]),
+                 tmp_path / 'node.log')
+    stamp = 7_000_000_000
+    while not probe.messages('/voxels') and stamp < 7_000_000_000 + 60 * 10**9:
+        header = Header(frame_id='camera')
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp, 10**9)
+        bayer = Image(header=header, height=96, width=320, encoding='bayer_rggb8', step=320,
+                      data=np.full((96, 320), 100, np.uint8).tobytes())
+        disparity = conv.depth_image_msg(np.full((96, 320), 20.0, np.float32), header)  # 32FC1 pixels
+        pub_info.publish(camera_info())
+        pub_image.publish(bayer)
+        pub_disparity.publish(DisparityImage(header=header, image=disparity, f=185.0, t=0.54,
+                                             min_disparity=1.0, max_disparity=128.0))
+        stamp += 10**9
+        time.sleep(1.0)
+    assert probe.messages('/voxels'), (tmp_path / 'node.log').read_text()
+    assert node.poll() is None
+    assert stop(node) == 0
+    assert 'Traceback' not in (tmp_path / 'node.log').read_text()

@@ -337,6 +337,7 @@ class SSCNode(Node):
         values = {'rate_hz': f'{rate:.3f}', 'latency_p50_s': f'{latency[0]:.3f}',
                   'latency_p95_s': f'{latency[1]:.3f}', 'processed': str(s.processed),
                   'dropped_stale': str(s.dropped_stale),
+                  'fraction_in_view': f'{self.view.fraction_in_view:.3f}' if self.view else 'unknown',
                   **{f'received_{k}': str(v) for k, v in s.received.items()},
                   **{f'error_{k}': str(v) for k, v in s.errors.items()}}
         level = DiagnosticStatus.WARN if s.errors else DiagnosticStatus.OK

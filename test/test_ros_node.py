@@ -151,6 +151,7 @@ def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     depth = conv.depth_image_msg(values, depth.header)
     send(image, depth)
     probe.wait_for(lambda: probe.messages('/voxels'), 60, 'an output from NaN/inf/negative depth')
+    probe.wait_for(lambda: errors().get('fraction_in_view') == '0.683', 10, 'the fraction in view')
     count = len(probe.messages('/voxels'))
     send(*frame(t[0], depth_value=float('nan')))
     expect('error_no_depth_in_grid', 'a frame without depth')

@@ -16,6 +16,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from ssc_core.labels import class_colors
 from ssc_core.outputs import bird_eye_occupancy, occupied_voxels, packed_rgb
+from ssc_core.stereo import disparity_to_depth
 
 COLOR_ENCODINGS = {  # encoding: (channels, bytes per channel, OpenCV conversion to RGB or None)
     'rgb8': (3, 1, None), 'bgr8': (3, 1, cv2.COLOR_BGR2RGB),
@@ -130,15 +131,12 @@ def disparity_to_metres(msg) -> np.ndarray:
     if msg.image.encoding != '32FC1':
         raise MessageError('encoding', f'disparity image encoding {msg.image.encoding!r} not supported; '
                            'expected 32FC1 (pixels)')
-    if not (np.isfinite(msg.f) and np.isfinite(msg.t) and msg.f > 0 and msg.t > 0):
-        raise MessageError('bad_disparity', f'disparity: focal length f={msg.f} and baseline t={msg.t} '
-                           'must be positive')
-    disparity = _pixels(msg.image, 1, np.dtype('<f4'))[..., 0].astype(np.float32)
-    valid = np.isfinite(disparity) & (disparity > 0)
-    if msg.max_disparity > msg.min_disparity:
-        valid &= (disparity >= msg.min_disparity) & (disparity <= msg.max_disparity)
-    with np.errstate(divide='ignore'):
-        return np.where(valid, np.float32(msg.f * msg.t) / disparity, np.nan).astype(np.float32)
+    disparity = _pixels(msg.image, 1, np.dtype('<f4'))[..., 0]
+    limits = (msg.min_disparity, msg.max_disparity) if msg.max_disparity > msg.min_disparity else ()
+    try:
+        return disparity_to_depth(disparity, msg.f, msg.t, *limits)
+    except ValueError as e:
+        raise MessageError('bad_disparity', str(e)) from None
 
 
 def rgb_image_msg(image: np.ndarray, header: Header) -> Image:

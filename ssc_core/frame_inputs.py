@@ -25,6 +25,12 @@ IMAGENET_STD = np.array((0.229, 0.224, 0.225), np.float32)
 MILLIMETRE_MEDIAN_DEPTH = 250.0
 """A median depth (m) above this looks like millimetres given as metres (no grid is that deep)."""
 
+MIN_IMAGE_SIDE = 32
+"""Images with a side shorter than this (pixels) are refused: too little to see a scene in."""
+
+FOCAL_RANGE = (0.01, 100.0)
+"""Plausible focal lengths, in units of the image's longer side (fields of view ~176° to ~0.6°)."""
+
 
 def check_matrix(value, shape: tuple[int, ...], name: str) -> np.ndarray:
     """``value`` as a finite float64 array of ``shape``; ValueError naming ``name`` otherwise."""
@@ -45,13 +51,6 @@ def check_calibration(K, cam_from_grid) -> tuple[np.ndarray, np.ndarray]:
     if not np.allclose(pose[3], (0, 0, 0, 1)):
         raise ValueError(f'T_cam_from_grid: last row must be (0, 0, 0, 1), got {pose[3].tolist()}')
     return K, pose
-
-
-MIN_IMAGE_SIDE = 32
-"""Images with a side shorter than this (pixels) are refused: too little to see a scene in."""
-
-FOCAL_RANGE = (0.01, 100.0)
-"""Plausible focal lengths, in units of the image's longer side (fields of view ~176° to ~0.6°)."""
 
 
 def check_image_size(image_size: tuple[int, int]) -> None:

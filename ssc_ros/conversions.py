@@ -1,23 +1,37 @@
 """sensor_msgs ↔ numpy, and predictions → output messages. No numerics beyond packing.
 
-cv_bridge and sensor_msgs_py are not needed: the conversions below give the same messages
-(checked against them in the tests where a ROS install provides them).
+cv_bridge and sensor_msgs_py are not needed: the conversions below give the same results, with
+cv_bridge's meaning of each encoding (OpenCV does the colour conversions, as in cv_bridge).
 """
 import io
 
+import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point
 from nav_msgs.msg import OccupancyGrid
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ssc_core.labels import class_colors
 from ssc_core.outputs import bird_eye_occupancy, occupied_voxels, packed_rgb
+from ssc_core.stereo import disparity_to_depth
 
-COLOR_ENCODINGS = {'rgb8': (3, False), 'bgr8': (3, True), 'rgba8': (4, False), 'bgra8': (4, True),
-                   'mono8': (1, False)}
+COLOR_ENCODINGS = {  # encoding: (channels, bytes per channel, OpenCV conversion to RGB or None)
+    'rgb8': (3, 1, None), 'bgr8': (3, 1, cv2.COLOR_BGR2RGB),
+    'rgba8': (4, 1, cv2.COLOR_RGBA2RGB), 'bgra8': (4, 1, cv2.COLOR_BGRA2RGB),
+    'mono8': (1, 1, cv2.COLOR_GRAY2RGB), 'mono16': (1, 2, cv2.COLOR_GRAY2RGB),
+    'rgb16': (3, 2, None), 'bgr16': (3, 2, cv2.COLOR_BGR2RGB),
+    'rgba16': (4, 2, cv2.COLOR_RGBA2RGB), 'bgra16': (4, 2, cv2.COLOR_BGRA2RGB),
+    # OpenCV names a Bayer pattern by its second row: ROS's bayer_rggb8 is OpenCV's BayerBG
+    'bayer_rggb8': (1, 1, cv2.COLOR_BayerBG2RGB), 'bayer_bggr8': (1, 1, cv2.COLOR_BayerRG2RGB),
+    'bayer_gbrg8': (1, 1, cv2.COLOR_BayerGR2RGB), 'bayer_grbg8': (1, 1, cv2.COLOR_BayerGB2RGB),
+    'yuv422': (2, 1, cv2.COLOR_YUV2RGB_UYVY), 'uyvy': (2, 1, cv2.COLOR_YUV2RGB_UYVY),
+    'yuv422_yuy2': (2, 1, cv2.COLOR_YUV2RGB_YUY2), 'yuyv': (2, 1, cv2.COLOR_YUV2RGB_YUY2),
+}
+MAX_DECODED_PIXELS = 50_000_000
+"""Largest compressed image decoded (pixels, read from its header first): 8K is 33 MP."""
 DEPTH_ENCODINGS = {'32FC1': np.dtype('<f4'), '16UC1': np.dtype('<u2')}
 
 
@@ -50,27 +64,51 @@ def _pixels(msg: Image, channels: int, dtype: np.dtype) -> np.ndarray:
 
 
 def image_to_rgb(msg: Image) -> np.ndarray:
-    """rgb8 / bgr8 / rgba8 / bgra8 / mono8 → (H, W, 3) uint8 RGB."""
+    """Any encoding of :data:`COLOR_ENCODINGS` → (H, W, 3) uint8 RGB, as cv_bridge's
+    ``imgmsg_to_cv2(msg, 'rgb8')``: 16-bit values scaled by 255/65535, Bayer demosaiced
+    (bilinear), YUV 4:2:2 (UYVY, YUY2) converted with BT.601."""
     if msg.encoding not in COLOR_ENCODINGS:
         raise MessageError('encoding', f'image encoding {msg.encoding!r} not supported; expected one of '
                            f'{", ".join(COLOR_ENCODINGS)}')
-    channels, bgr = COLOR_ENCODINGS[msg.encoding]
-    pixels = _pixels(msg, channels, np.dtype(np.uint8))
-    if channels == 1:
-        return np.repeat(pixels, 3, axis=2)
-    rgb = pixels[..., :3]
-    return np.ascontiguousarray(rgb[..., ::-1] if bgr else rgb)
+    channels, size, code = COLOR_ENCODINGS[msg.encoding]
+    pixels = _pixels(msg, channels, np.dtype(f'u{size}'))
+    return _to_rgb8(pixels[..., 0] if channels == 1 else pixels, code)
+
+
+def _to_rgb8(pixels: np.ndarray, code: int | None) -> np.ndarray:
+    """(H, W[, C]) uint8/uint16 pixels → (H, W, 3) uint8 RGB: 16 bits scaled to 8 as cv_bridge
+    does (x * 255 / 65535, rounded), then OpenCV's conversion ``code`` (None: already RGB)."""
+    if pixels.dtype.itemsize == 2:  # uint16 of either byte order
+        pixels = np.rint(pixels * (255.0 / 65535.0)).astype(np.uint8)
+    return np.ascontiguousarray(cv2.cvtColor(pixels, code) if code is not None else pixels)
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """JPEG/PNG CompressedImage → (H, W, 3) uint8 RGB."""
+    """JPEG/PNG CompressedImage (8 or 16 bits, grey, colour or with alpha) → (H, W, 3) uint8 RGB.
+
+    The size is read from the header first: images over :data:`MAX_DECODED_PIXELS` are refused
+    (``image_too_large``) before any pixel is decoded.
+    """
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
+    data = bytes(msg.data)
     try:
-        with PILImage.open(io.BytesIO(bytes(msg.data))) as image:
-            return np.asarray(image.convert('RGB'))
+        with PILImage.open(io.BytesIO(data)) as header:  # reads the header only
+            width, height = header.size
+    except PILImage.DecompressionBombError as e:
+        raise MessageError('image_too_large', f'compressed image ({msg.format!r}): {e}') from None
     except (UnidentifiedImageError, OSError) as e:
         raise MessageError('decode', f'compressed image ({msg.format!r}): cannot decode ({e})') from None
+    if width * height > MAX_DECODED_PIXELS:
+        raise MessageError('image_too_large', f'compressed image ({msg.format!r}): {width}x{height} is over '
+                           f'{MAX_DECODED_PIXELS:,} pixels; not decoded')
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise MessageError('decode',
+                           f'compressed image ({msg.format!r}): cannot decode its {width}x{height} pixels')
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    code = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}[channels]
+    return _to_rgb8(pixels, code)
 
 
 def depth_to_metres(msg: Image) -> np.ndarray:
@@ -84,13 +122,21 @@ def depth_to_metres(msg: Image) -> np.ndarray:
     return depth.astype(np.float32)
 
 
-def camera_matrix(msg: CameraInfo) -> np.ndarray:
-    """CameraInfo → K (3, 3); raises when it is unset or not finite."""
-    K = np.asarray(msg.k, np.float64).reshape(3, 3)
-    if not np.all(np.isfinite(K)) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise MessageError('camera_info',
-                           f'camera_info: K must be finite with positive focal lengths, got {K.tolist()}')
-    return K
+def disparity_to_metres(msg) -> np.ndarray:
+    """stereo_msgs/DisparityImage → (H, W) float32 depth in metres, Z = f·T / d.
+
+    Disparities that are not finite, ≤ 0 or outside [min_disparity, max_disparity] (where
+    stereo_image_proc puts invalid matches) become NaN ("no depth").
+    """
+    if msg.image.encoding != '32FC1':
+        raise MessageError('encoding', f'disparity image encoding {msg.image.encoding!r} not supported; '
+                           'expected 32FC1 (pixels)')
+    disparity = _pixels(msg.image, 1, np.dtype('<f4'))[..., 0]
+    limits = (msg.min_disparity, msg.max_disparity) if msg.max_disparity > msg.min_disparity else ()
+    try:
+        return disparity_to_depth(disparity, msg.f, msg.t, *limits)
+    except ValueError as e:
+        raise MessageError('bad_disparity', str(e)) from None
 
 
 def rgb_image_msg(image: np.ndarray, header: Header) -> Image:

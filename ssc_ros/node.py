@@ -26,12 +26,13 @@ from rclpy.qos import QoSProfile
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
+from stereo_msgs.msg import DisparityImage
 from visualization_msgs.msg import MarkerArray
 
 from ssc_core.checkpoint import BUILTIN_CHECKPOINT, CheckpointError
 from ssc_core.predictor import Predictor
 
-from . import conversions
+from . import camera_checks, conversions
 from .conversions import MessageError
 from .health import OK, Health
 from .pairing import StampPairer
@@ -69,6 +70,7 @@ class SSCNode(Node):
         self.lock = threading.RLock()   # pairer and health: executor thread vs workers
         self.last_logged = {}
         self.camera_info = None
+        self.view = None   # the last frame's fraction of the grid in view (logged when it changes)
 
         qos = input_qos(self.params['input_qos'], self.params['queue_size'])
         if self.params['image_transport'] == 'compressed':  # image_transport's topic naming
@@ -77,7 +79,10 @@ class SSCNode(Node):
         else:
             self.image_topic = self.resolve_topic_name('image')
             self.create_subscription(Image, 'image', self._on_image, qos)
-        self.create_subscription(Image, 'depth', self._on_depth, qos)
+        if self.params['depth_input'] == 'disparity':
+            self.create_subscription(DisparityImage, 'disparity', self._on_depth, qos)
+        else:
+            self.create_subscription(Image, 'depth', self._on_depth, qos)
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)
         reliable = QoSProfile(depth=2)
         self.cloud_pub = self.create_publisher(PointCloud2, 'voxels', reliable)
@@ -162,19 +167,19 @@ class SSCNode(Node):
         try:
             return Predictor.from_checkpoint(path, self.params['preset'] or None, self.params['device'],
                                              self.params['precision'], self.params['backend'],
-                                             self.params['allow_cpu_fallback'])
+                                             self.params['allow_cpu_fallback'], self.params['fit'])
         except (CheckpointError, ValueError, RuntimeError) as e:
             raise StartupError(f'parameter checkpoint: cannot load {path}: {e}') from None
 
     # ------------------------------------------------------------------ inputs
-    def _warn(self, kind: str, text: str) -> None:
+    def _warn(self, kind: str, text: str, outcome: str = 'dropped') -> None:
         """Count a problem and log it, at most once per LOG_EVERY_S for each kind."""
         with self.lock:
             count = self.health.on_error(kind)
         now = time.monotonic()
         if now - self.last_logged.get(kind, -1e9) >= LOG_EVERY_S and self.context.ok():
             self.last_logged[kind] = now
-            self.get_logger().warning(f'{text} (dropped; {count} of this kind so far)')
+            self.get_logger().warning(f'{text} ({outcome}; {count} of this kind so far)')
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.health.on_input('camera_info')
@@ -183,7 +188,7 @@ class SSCNode(Node):
     def _on_image(self, msg) -> None:
         self._add('image', msg)
 
-    def _on_depth(self, msg: Image) -> None:
+    def _on_depth(self, msg: Image | DisparityImage) -> None:
         self._add('depth', msg)
 
     def _add(self, kind: str, msg) -> None:
@@ -215,12 +220,15 @@ class SSCNode(Node):
     def _process(self, image_msg, depth_msg, info) -> None:
         if info is None:
             raise MessageError('no_camera_info', 'no camera_info received yet')
-        K = conversions.camera_matrix(info)
         if isinstance(image_msg, CompressedImage):
             image = conversions.compressed_to_rgb(image_msg)
         else:
             image = conversions.image_to_rgb(image_msg)
-        depth = conversions.depth_to_metres(depth_msg)
+        K = camera_checks.intrinsics_for_image(info, image.shape[:2])
+        for kind, text in camera_checks.frame_warnings(info, image_msg.header, depth_msg.header).items():
+            self._warn(kind, text, outcome='used')
+        depth = (conversions.disparity_to_metres(depth_msg) if isinstance(depth_msg, DisparityImage)
+                 else conversions.depth_to_metres(depth_msg))
         if depth.shape != image.shape[:2]:
             raise MessageError('size_mismatch',
                                f'depth {depth.shape[1]}x{depth.shape[0]} does not match image '
@@ -228,6 +236,11 @@ class SSCNode(Node):
         prediction = self.predictor.predict(image, depth, K, self.cam_from_grid)
         if self.inference.slot.closed:
             return
+        if prediction.view != self.view:  # once per calibration and image size
+            self.view = prediction.view
+            self.get_logger().info(self.view.describe())
+        for kind, text in prediction.warnings.items():
+            self._warn(kind, text, outcome='published')
         header = Header(stamp=image_msg.header.stamp, frame_id=self.params['frame_id'])
         preset = self.predictor.preset
         args = (preset.class_names, preset.model.voxel_size, preset.voxel_origin)
@@ -262,10 +275,13 @@ class SSCNode(Node):
     def _publish_diagnostics(self) -> None:
         with self.lock:
             report = self.health.report(self.inference.slot.dropped, dict(self.pairer.unpaired))
+        view = self.view
+        values = {**report.values,
+                  'fraction_in_view': f'{view.fraction_in_view:.3f}' if view else 'unknown'}
         status = DiagnosticStatus(level=DiagnosticStatus.OK if report.level == OK else DiagnosticStatus.WARN,
                                   name=f'{self.get_name()}: semantic scene completion',
                                   hardware_id=self.predictor.backend.describe(), message=report.message,
-                                  values=[KeyValue(key=k, value=v) for k, v in report.values.items()])
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
                                               status=[status]))
 

@@ -11,6 +11,7 @@ import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 
 from ssc_core.backends import BACKENDS
+from ssc_core.frame_inputs import FIT_POLICIES
 from ssc_core.outputs import class_ids
 from ssc_core.predictor import PRECISIONS
 
@@ -61,9 +62,15 @@ PARAMETERS = {
     'allow_cpu_fallback': Spec(False, 'onnxruntime: run on the CPU when no GPU provider is usable '
                                '(logged) instead of failing'),
     'precision': Spec('fp32', 'fp32, or fp16/bf16 autocast', choices=tuple(PRECISIONS)),
+    'fit': Spec('auto', 'how images of another size than the network\'s become its input: crop '
+                '(the authors\' top-left crop), scale (keep the view the grid needs, K scaled), '
+                'auto (crop for KITTI-sized images, else scale)', choices=FIT_POLICIES),
     'image_transport': Spec('raw', 'raw: sensor_msgs/Image on "image"; compressed: '
                             'sensor_msgs/CompressedImage on "<resolved image topic>/compressed"',
                             choices=IMAGE_TRANSPORTS),
+    'depth_input': Spec('depth', 'depth: sensor_msgs/Image on "depth" (32FC1 m, 16UC1 mm); '
+                        'disparity: stereo_msgs/DisparityImage on "disparity" (depth = f*T/d)',
+                        choices=('depth', 'disparity')),
     'input_qos': Spec('reliable', 'QoS of the image, depth and camera_info subscriptions: reliable '
                       'connects to reliable publishers (drivers, ros2 bag play) and receives full-size '
                       'frames; best_effort or sensor_data for best-effort drivers', choices=INPUT_QOS),

@@ -65,6 +65,7 @@ class Probe:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.received = {}
+        self.subscriptions = {}
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.running = True
@@ -80,7 +81,13 @@ class Probe:
         def callback(msg):
             with self.lock:
                 self.received[topic].append((time.monotonic(), msg))
-        self.node.create_subscription(msg_type, topic, callback, qos)
+        self.subscriptions[topic] = self.node.create_subscription(msg_type, topic, callback, qos)
+
+    def wait_connected(self, *topics, timeout=60.0):
+        """Until each recorded topic's subscription has matched a publisher (outputs published
+        before that are not delivered: the node's publishers are volatile)."""
+        self.wait_for(lambda: all(self.subscriptions[t].get_publisher_count() > 0 for t in topics),
+                      timeout, f'publishers of {", ".join(topics)}')
 
     def messages(self, topic):
         with self.lock:

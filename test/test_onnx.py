@@ -113,3 +113,15 @@ def test_node_runs_with_onnxruntime(exported, tmp_path):
         assert 'onnxruntime (CPUExecutionProvider' in (tmp_path / 'node.log').read_text()
     finally:
         probe.close()
+
+
+def test_onnxruntime_runs_frames_without_depth(exported):
+    path, torch_predictor = exported
+    runtime = Predictor.from_checkpoint(path, backend='onnxruntime')
+    image, depth, K, pose = small_frame(4)
+    for no_depth in (np.full_like(depth, np.nan), np.full_like(depth, 300.0)):
+        pred = runtime.predict(image, no_depth, K, pose, return_probs=True)
+        reference = torch_predictor.predict(image, no_depth, K, pose, return_probs=True)
+        assert 'no_depth_in_grid' in pred.warnings
+        np.testing.assert_allclose(pred.probs, reference.probs, atol=1e-5)
+        assert (pred.labels == reference.labels).mean() >= 0.999

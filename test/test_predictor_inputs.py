@@ -14,7 +14,14 @@ def predictor():
     return Predictor(SMALL_PRESET.model.build(), SMALL_PRESET)
 
 
-def test_larger_image_is_cropped_at_bottom_right(predictor):
+@pytest.fixture(scope='module')
+def cropping(predictor):
+    """The same network, fitting images by the authors' crop."""
+    return Predictor(predictor.backend, SMALL_PRESET, fit='crop')
+
+
+def test_larger_image_is_cropped_at_bottom_right(cropping):
+    predictor = cropping
     image, depth, K, pose = small_frame(3)
     big_image = np.pad(image, ((0, 10), (0, 30), (0, 0)), constant_values=255)
     big_depth = np.pad(depth, ((0, 10), (0, 30)), constant_values=1.0)
@@ -24,7 +31,8 @@ def test_larger_image_is_cropped_at_bottom_right(predictor):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
-def test_smaller_image_is_padded_with_no_depth(predictor):
+def test_smaller_image_is_padded_with_no_depth(cropping):
+    predictor = cropping
     image, depth, K, pose = small_frame(4)
     inputs = predictor.prepare([image[:50, :180]], [depth[:50, :180]], [K], [pose])
     assert inputs['img'].shape[-2:] == SMALL_PRESET.image_shape
@@ -59,6 +67,12 @@ def test_invalid_depth_pixels_count_as_no_depth(predictor):
     ('K_nan', 'K: contains NaN or inf'),
     ('K_focal', 'K: focal lengths must be positive'),
     ('pose_row', r'T_cam_from_grid: last row must be \(0, 0, 0, 1\)'),
+    ('K_huge', 'K: focal lengths fx=1e.300, fy=.* are implausible for a 200x64 image'),
+    ('K_tiny', 'K: focal lengths fx=1e-300'),
+    ('K_last_row', r'K: last row must be \(0, 0, 1\), got \[0.0, 0.0, 0.0\]'),
+    ('K_aspect', 'pixels far from square'),
+    ('K_centre', r'principal point \(5000, .*\) is far outside the 200x64 image'),
+    ('image_tiny', r'image: 1x1 is too small \(each side must be >= 32 pixels\)'),
 ])
 def test_bad_input_is_named(predictor, case, message):
     image, depth, K, pose = small_frame(6)
@@ -84,6 +98,13 @@ def test_bad_input_is_named(predictor, case, message):
     elif case == 'pose_row':
         pose = pose.copy()
         pose[3, 0] = 1
+    elif case.startswith('K_'):
+        K = K.copy()
+        index, value = {'K_huge': ((0, 0), 1e300), 'K_tiny': ((0, 0), 1e-300), 'K_last_row': ((2, 2), 0),
+                        'K_aspect': ((1, 1), K[0, 0] * 10), 'K_centre': ((0, 2), 5000)}[case]
+        K[index] = value
+    elif case == 'image_tiny':
+        image, depth = image[:1, :1], depth[:1, :1]
     with pytest.raises(ValueError, match=message):
         predictor.predict(image, depth, K, pose)
 
@@ -95,3 +116,55 @@ def test_grey_and_float_images(predictor):
     torch.testing.assert_close(as_float, as_uint8)
     grey = predictor.prepare([image[..., 0]], [depth], [K], [pose])['img'][0]
     torch.testing.assert_close(grey[0] * 0.229 + 0.485, grey[1] * 0.224 + 0.456)
+
+
+@pytest.mark.parametrize('fill', [np.nan, 0.0, -2.0, np.inf])
+def test_frame_without_depth_runs_and_warns(predictor, fill):
+    image, depth, K, pose = small_frame(6)
+    pred = predictor.predict(image, np.full_like(depth, fill), K, pose)
+    assert pred.labels.shape == SMALL_PRESET.model.scene_shape
+    assert list(pred.warnings) == ['no_depth_in_grid']
+    assert predictor.predict(image, depth, K, pose).warnings == {}
+
+
+def test_depth_outside_the_grid_warns(predictor):
+    image, depth, K, pose = small_frame(7)
+    behind_the_grid = np.full_like(depth, 120.0)  # metres, beyond the 51.2 m grid
+    pred = predictor.predict(image, behind_the_grid, K, pose)
+    assert 'no_depth_in_grid' in pred.warnings and 'valid pixels' in pred.warnings['no_depth_in_grid']
+    millimetres = depth * 1000.0
+    warnings = predictor.predict(image, millimetres, K, pose).warnings
+    assert set(warnings) == {'depth_in_millimetres', 'no_depth_in_grid'}
+    assert 'looks like millimetres' in warnings['depth_in_millimetres']
+
+
+def test_depth_count_matches_the_network_proposals(predictor):
+    from ssc_core.frame_inputs import count_depth_in_grid
+    decoder = predictor.backend.model.decoder
+    image, depth, K, pose = small_frame(8)
+    depth[:, :100] = 70.0  # the left half beyond the grid
+    inputs = predictor.prepare([image], [depth], [K], [pose])
+    with torch.no_grad():
+        vol_pts, has_depth = decoder.depth_to_voxels(inputs['depth'], inputs['cam_K'], inputs['cam_pose'],
+                                                     inputs['voxel_origin'])
+    bounds = torch.tensor(decoder.scene_shape)
+    network = int((((vol_pts >= 0) & (vol_pts < bounds)).all(-1) & has_depth).sum())
+    fitted = inputs['depth'][0].numpy()
+    ours = count_depth_in_grid(fitted, np.isfinite(fitted) & (fitted > 0), K, pose, SMALL_PRESET)
+    assert 0 < network < depth.size
+    assert abs(ours - network) <= network * 1e-3
+
+
+def test_batch_mixing_frames_with_and_without_depth(predictor):
+    image, depth, K, pose = small_frame(9)
+    no_depth = np.full_like(depth, np.nan)
+    with_depth = predictor.logits(predictor.prepare([image], [depth], [K], [pose]))
+    without = predictor.logits(predictor.prepare([image], [no_depth], [K], [pose]))
+    assert not torch.allclose(with_depth, without, atol=1e-3)
+    for order in ((depth, no_depth), (no_depth, depth)):
+        batched = predictor.logits(predictor.prepare([image, image], list(order), [K, K], [pose, pose]))
+        for i, d in enumerate(order):
+            single = with_depth if d is depth else without
+            torch.testing.assert_close(batched[i:i + 1], single, atol=2e-5, rtol=1e-5)
+    preds = predictor.predict_batch([image, image], [depth, no_depth], [K, K], [pose, pose])
+    assert preds[0].warnings == {} and list(preds[1].warnings) == ['no_depth_in_grid']

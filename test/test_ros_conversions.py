@@ -6,7 +6,7 @@ import pytest
 from nav_msgs.msg import OccupancyGrid
 from PIL import Image as PILImage
 from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -43,8 +43,8 @@ def test_colour_encodings():
 
 def test_image_errors_name_the_problem():
     rgb = np.zeros((4, 5, 3), np.uint8)
-    with pytest.raises(conv.MessageError, match="encoding 'yuv422' not supported"):
-        conv.image_to_rgb(image_msg(rgb, 'yuv422'))
+    with pytest.raises(conv.MessageError, match="encoding 'nv12' not supported"):
+        conv.image_to_rgb(image_msg(rgb, 'nv12'))
     msg = image_msg(rgb, 'rgb8')
     msg.data = msg.data[:30]
     with pytest.raises(conv.MessageError,
@@ -64,17 +64,13 @@ def test_depth_encodings():
         conv.depth_to_metres(image_msg(np.zeros((2, 2, 3), np.uint8), 'rgb8'))
 
 
-def test_compressed_and_camera_info():
+def test_compressed():
     rgb = np.random.default_rng(1).integers(0, 256, (6, 7, 3), dtype=np.uint8)
     buf = io.BytesIO()
     PILImage.fromarray(rgb).save(buf, format='PNG')
     assert np.array_equal(conv.compressed_to_rgb(CompressedImage(format='png', data=buf.getvalue())), rgb)
     with pytest.raises(conv.MessageError, match='cannot decode'):
         conv.compressed_to_rgb(CompressedImage(format='jpeg', data=b'garbage'))
-    info = CameraInfo(k=[700.0, 0, 600, 0, 700, 180, 0, 0, 1])
-    np.testing.assert_array_equal(conv.camera_matrix(info)[0], [700, 0, 600])
-    with pytest.raises(conv.MessageError, match='camera_info: K must be finite'):
-        conv.camera_matrix(CameraInfo())
 
 
 @pytest.fixture(scope='module')
@@ -141,3 +137,105 @@ def test_cloud_matches_sensor_msgs_py_layout():
     x = np.frombuffer(raw[offsets['x']:offsets['x'] + 4], '<f4')[0]
     z = np.frombuffer(raw[offsets['z']:offsets['z'] + 4], '<f4')[0]
     assert (x, z, raw[offsets['label']]) == (1.5, 1.5, 13)
+
+
+def test_16_bit_encodings_scale_as_cv_bridge():
+    rgb16 = np.random.default_rng(2).integers(0, 65536, (6, 7, 3), dtype=np.uint16)
+    reference = np.rint(rgb16 * (255 / 65535)).astype(np.uint8)  # cv_bridge: convertTo(CV_8U, 255/65535)
+    assert np.array_equal(conv.image_to_rgb(roundtrip(image_msg(rgb16, 'rgb16'))), reference)
+    assert np.array_equal(conv.image_to_rgb(image_msg(rgb16[..., ::-1], 'bgr16')), reference)
+    rgba16 = np.concatenate([rgb16, np.zeros((6, 7, 1), np.uint16)], 2)
+    assert np.array_equal(conv.image_to_rgb(image_msg(rgba16[..., [2, 1, 0, 3]], 'bgra16')), reference)
+    big_endian = image_msg(rgb16[..., 0].astype('>u2'), 'mono16')
+    big_endian.is_bigendian = 1
+    grey = conv.image_to_rgb(big_endian)
+    assert np.array_equal(grey, np.repeat(reference[..., :1], 3, 2))
+
+
+def mosaic(rgb, pattern):
+    """Reference Bayer sampling: ``pattern`` (e.g. 'rggb') names the 2x2 cell's colours row by row."""
+    out = np.zeros(rgb.shape[:2], np.uint8)
+    for i, colour in enumerate(pattern):
+        out[i // 2::2, i % 2::2] = rgb[i // 2::2, i % 2::2, 'rgb'.index(colour)]
+    return out
+
+
+@pytest.mark.parametrize('pattern', ['rggb', 'bggr', 'gbrg', 'grbg'])
+def test_bayer_patterns(pattern):
+    rgb = np.empty((12, 16, 3), np.uint8)
+    rgb[:, :8], rgb[:, 8:] = (200, 100, 30), (20, 150, 240)  # two flat colours
+    out = conv.image_to_rgb(image_msg(mosaic(rgb, pattern), f'bayer_{pattern}8'))
+    inner = np.s_[2:-2, 2:6], np.s_[2:-2, 10:14]  # away from the borders and the colour edge
+    for part in inner:
+        np.testing.assert_array_equal(out[part], rgb[part])
+
+
+def reference_yuv(y, u, v):
+    """BT.601 studio range (OpenCV's and so cv_bridge's YUV 4:2:2 meaning) → RGB float."""
+    c, d, e = np.maximum(y - 16.0, 0) * 1.164, u - 128.0, v - 128.0
+    return np.stack([c + 1.596 * e, c - 0.391 * d - 0.813 * e, c + 2.018 * d], -1).clip(0, 255)
+
+
+@pytest.mark.parametrize('encoding', ['yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv'])
+def test_yuv422(encoding):
+    rng = np.random.default_rng(3)
+    y = rng.integers(16, 236, (4, 8)).astype(np.uint8)
+    u, v = (rng.integers(16, 241, (4, 4)).astype(np.uint8) for _ in range(2))
+    packed = np.zeros((4, 8, 2), np.uint8)
+    if encoding in ('yuv422', 'uyvy'):  # U0 Y0 V0 Y1
+        packed[..., 1], packed[:, ::2, 0], packed[:, 1::2, 0] = y, u, v
+    else:  # Y0 U0 Y1 V0
+        packed[..., 0], packed[:, ::2, 1], packed[:, 1::2, 1] = y, u, v
+    out = conv.image_to_rgb(image_msg(packed, encoding))
+    reference = reference_yuv(y.astype(float), np.repeat(u, 2, 1), np.repeat(v, 2, 1))
+    assert np.abs(out - reference).max() <= 1.0
+
+
+def png_header_only(width, height):
+    """A PNG whose header says width x height (8-bit grey) followed by one tiny data chunk."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack('>I', len(body)) + kind + body + struct.pack('>I', zlib.crc32(kind + body))
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0))
+            + chunk(b'IDAT', zlib.compress(b'\x00' * 100)) + chunk(b'IEND', b''))
+
+
+def test_compressed_16_bit_and_decompression_bombs():
+    rng = np.random.default_rng(4)
+    grey16 = rng.integers(0, 65536, (5, 6), dtype=np.uint16)
+    buf = io.BytesIO()
+    PILImage.fromarray(grey16).save(buf, format='PNG')  # Pillow writes a 16-bit grey PNG
+    out = conv.compressed_to_rgb(CompressedImage(format='mono16; png compressed', data=buf.getvalue()))
+    assert np.array_equal(out[..., 1], np.rint(grey16 * (255 / 65535)).astype(np.uint8))
+    import cv2
+    rgb16 = rng.integers(0, 65536, (5, 6, 3), dtype=np.uint16)
+    _, png = cv2.imencode('.png', rgb16[..., ::-1])
+    out = conv.compressed_to_rgb(CompressedImage(format='bgr16; png compressed', data=png.tobytes()))
+    assert np.array_equal(out, np.rint(rgb16 * (255 / 65535)).astype(np.uint8))
+    rgb = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    PILImage.fromarray(rgb).save(buf, format='JPEG', quality=95)
+    reference = np.asarray(PILImage.open(io.BytesIO(buf.getvalue())).convert('RGB')).astype(int)
+    out = conv.compressed_to_rgb(CompressedImage(format='jpeg', data=buf.getvalue()))
+    assert np.abs(out.astype(int) - reference).max() <= 2
+    for side in (9000, 30000):
+        data = png_header_only(side, side)
+        assert len(data) < 200
+        with pytest.raises(conv.MessageError, match=f'{side}x{side} is over|exceeds limit') as error:
+            conv.compressed_to_rgb(CompressedImage(format='png', data=data))
+        assert error.value.kind == 'image_too_large'
+
+
+def test_disparity_to_depth():
+    from stereo_msgs.msg import DisparityImage
+    disparity = np.array([[35.0, 70.0, 0.0], [-1.0, np.nan, 300.0]], np.float32)
+    msg = DisparityImage(image=image_msg(disparity, '32FC1'), f=700.0, t=0.5, min_disparity=1.0,
+                         max_disparity=256.0)
+    depth = conv.disparity_to_metres(roundtrip(msg))
+    reference = np.array([[700 * 0.5 / 35, 700 * 0.5 / 70, np.nan], [np.nan, np.nan, np.nan]])
+    np.testing.assert_allclose(depth, reference, rtol=1e-6)  # 300 px is over max_disparity
+    msg.t = 0.0
+    with pytest.raises(conv.MessageError, match='baseline t=0.0 must be positive'):
+        conv.disparity_to_metres(msg)

@@ -61,6 +61,7 @@ def test_bag_player_node_subscriber(sequence, checkpoint, probe, tmp_path):
     # topics, and the built-in player, which waits for the node's subscriptions.
     launch = describe(bag=str(bag), rate=0.5, extra_parameters={'checkpoint': checkpoint, 'frame_id': 'grid'})
     node = start(launch.node.command(), tmp_path / 'node.log')
+    probe.wait_connected('/voxels', '/occupancy', '/voxel_markers')
     player = subprocess.run(launch.player.command(), capture_output=True, text=True, timeout=120)
     assert player.returncode == 0, player.stderr
     assert 'published 24 messages' in player.stdout + player.stderr
@@ -129,7 +130,7 @@ def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     expect('error_no_camera_info', 'missing camera_info')
     pub_info.publish(camera_info())
     time.sleep(0.5)
-    send(*frame(t[0], encoding='yuv422'))
+    send(*frame(t[0], encoding='nv12'))
     expect('error_encoding', 'unsupported encoding')
     image, depth = frame(t[0])
     image.data = bytes(image.data)[:1000]
@@ -145,6 +146,28 @@ def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     depth = conv.depth_image_msg(values, depth.header)
     send(image, depth)
     probe.wait_for(lambda: probe.messages('/voxels'), 60, 'an output from NaN/inf/negative depth')
+    probe.wait_for(lambda: errors().get('fraction_in_view') == '0.683', 10, 'the fraction in view')
+    count = len(probe.messages('/voxels'))
+    send(*frame(t[0], depth_value=float('nan')))
+    expect('error_no_depth_in_grid', 'a frame without depth')
+    probe.wait_for(lambda: len(probe.messages('/voxels')) > count, 60, 'an output without depth')
+    absurd = CameraInfo(k=[1e300, 0, 160, 0, 1e300, 48, 0, 0, 1], width=320, height=96)
+    other_size = CameraInfo(k=list(np.array(SMALL.cam_K).ravel()), width=300, height=96)
+    for info, key in ((absurd, 'error_bad_camera_info'), (other_size, 'error_camera_info_size')):
+        pub_info.publish(info)
+        time.sleep(0.5)
+        send(*frame(t[0]))
+        expect(key, key)
+    distorted = camera_info()
+    distorted.d = [-0.3, 0.1, 0.0, 0.0, 0.0]
+    pub_info.publish(distorted)
+    time.sleep(0.5)
+    count = len(probe.messages('/voxels'))
+    send(*frame(t[0]))
+    expect('error_distorted_image', 'a distorted image')
+    probe.wait_for(lambda: len(probe.messages('/voxels')) > count, 60, 'an output from a distorted image')
+    pub_info.publish(camera_info())
+    time.sleep(0.5)
     t[0] -= 10**9
     send(*frame(t[0]))
     expect('error_stamp_backwards', 'stamps going backwards')
@@ -168,8 +191,11 @@ def test_bad_input_is_reported_and_survived(checkpoint, probe, tmp_path):
     assert node.poll() is None
     assert stop(node) == 0
     text = log.read_text()
-    for phrase in ('no camera_info received yet', "encoding 'yuv422' not supported", '(truncated)',
-                   'does not match image', 'time jumped back', 's behind image stamps'):
+    for phrase in ('no camera_info received yet', "encoding 'nv12' not supported", '(truncated)',
+                   'does not match image', 'time jumped back', 's behind image stamps',
+                   'no valid pixel (all NaN', 'camera 320x96, fit crop: 68.3 % of the output grid in view',
+                   'camera_info: K: focal lengths fx=1e+300', 'not a uniform resize',
+                   'expects a rectified image'):
         assert phrase in text, phrase
     assert 'Traceback' not in text
 
@@ -403,3 +429,31 @@ def test_hostile_checkpoint_stops_startup_with_one_line(tmp_path):
     assert out.returncode != 0
     assert f'parameter checkpoint: cannot load {path}: {path}: stored preset: model.backbone' in out.stderr
     assert 'Traceback' not in out.stderr, out.stderr
+
+
+def test_disparity_input_and_camera_encodings(checkpoint, probe, tmp_path):
+    """depth_input:=disparity reads stereo_msgs/DisparityImage; a bayer_rggb8 camera is accepted."""
+    from stereo_msgs.msg import DisparityImage
+
+    pub_image, _, pub_info = feed(probe)
+    pub_disparity = probe.node.create_publisher(DisparityImage, '/camera/disparity', 10)
+    node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'depth_input:=disparity',
+                              '-r', 'disparity:=/camera/disparity', *REMAP[:2], *REMAP[4:]),
+                 tmp_path / 'node.log')
+    stamp = 7_000_000_000
+    while not probe.messages('/voxels') and stamp < 7_000_000_000 + 60 * 10**9:
+        header = Header(frame_id='camera')
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp, 10**9)
+        bayer = Image(header=header, height=96, width=320, encoding='bayer_rggb8', step=320,
+                      data=np.full((96, 320), 100, np.uint8).tobytes())
+        disparity = conv.depth_image_msg(np.full((96, 320), 20.0, np.float32), header)  # 32FC1 pixels
+        pub_info.publish(camera_info())
+        pub_image.publish(bayer)
+        pub_disparity.publish(DisparityImage(header=header, image=disparity, f=185.0, t=0.54,
+                                             min_disparity=1.0, max_disparity=128.0))
+        stamp += 10**9
+        time.sleep(1.0)
+    assert probe.messages('/voxels'), (tmp_path / 'node.log').read_text()
+    assert node.poll() is None
+    assert stop(node) == 0
+    assert 'Traceback' not in (tmp_path / 'node.log').read_text()

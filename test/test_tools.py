@@ -48,10 +48,13 @@ def test_demo_with_the_builtin_model(tmp_path):
     assert picture.width > 1200 and picture.height > 500
     assert 'p50 s' in out.stdout
     # The built-in model has learned the synthetic world: far above predicting all-empty (IoU 0).
-    iou = float(out.stdout.split('this frame against its ground truth:  IoU ')[1].split()[0])
+    assert 'this frame (uint8 image, as a camera delivers it)' in out.stdout
+    iou = float(out.stdout.split('against its ground truth:  IoU ')[1].split()[0])
     miou = float(out.stdout.split('mIoU ')[1].split()[0])
     print(f'built-in model on the demo frame: IoU {iou:.1f}, mIoU {miou:.1f}')
     assert iou > 30 and miou > 10
+    changed = float(out.stdout.split('±1 LSB pixel noise changes ')[1].split()[0])
+    assert 0 <= changed < 100 and '(mean of 2 draws)' in out.stdout
 
 
 def test_benchmark_figures_on_small_model():

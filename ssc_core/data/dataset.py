@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..frame_inputs import frame_inputs, project_grids
+from ..frame_inputs import frame_inputs, plan_fit, project_grids
 from ..geometry import frustum_cells, local_frustums
 from ..presets import Preset
 from .labels import downsample_majority, read_target
@@ -50,16 +50,19 @@ class SSCDataset(torch.utils.data.Dataset):
         frames: from a reader. preset: network and geometry. frustum_size: frustums per image side.
         flip: the authors' training augmentation (random horizontal flip of image, depth and target
             with probability 0.5; the geometry is kept).
+        fit: how images become the network's input (:func:`~ssc_core.frame_inputs.plan_fit`;
+            ``auto`` keeps the authors' crop for KITTI-sized images).
     """
 
     def __init__(self, frames: list[FrameRecord], preset: Preset, frustum_size: int = 8,
-                 flip: bool = False):
+                 flip: bool = False, fit: str = 'auto'):
         if not frames:
             raise ValueError('the dataset has no frames')
         self.frames = frames
         self.preset = preset
         self.frustum_size = frustum_size
         self.flip = flip
+        self.fit = fit
         factor = preset.model.voxel_size / SOURCE_VOXEL_SIZE
         if abs(factor - round(factor)) > 1e-6 or round(factor) not in (1, 2, 4, 8):
             raise ValueError(f'preset {preset.name}: voxel size {preset.model.voxel_size} m must be '
@@ -70,13 +73,15 @@ class SSCDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.frames)
 
-    def geometry(self, K, pose):
-        key = K.tobytes() + pose.tobytes()
+    def geometry(self, K, pose, image_size):
+        """(fit, network projection, frustum cells) for one calibration and (h, w) image size."""
+        key = K.tobytes() + pose.tobytes() + np.array(image_size).tobytes()
         if key not in self._geometry:
             height, width = self.preset.image_shape
-            network, output = project_grids(self.preset, K, pose)
+            fit = plan_fit(image_size, K, pose, self.preset, self.fit)
+            network, output = project_grids(self.preset, fit.K, pose)
             cells = frustum_cells(output.projected_pix, output.pix_z, (width, height), self.frustum_size)
-            self._geometry[key] = (network, cells)
+            self._geometry[key] = (fit, network, cells)
         return self._geometry[key]
 
     def load_target(self, path: Path) -> np.ndarray:
@@ -90,7 +95,6 @@ class SSCDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index):
         frame = self.frames[index]
-        height, width = self.preset.image_shape
         flip = self.flip and random.random() > 0.5
         try:
             image = np.asarray(Image.open(frame.image).convert('RGB'))
@@ -100,13 +104,10 @@ class SSCDataset(torch.utils.data.Dataset):
         if depth.shape != image.shape[:2]:
             raise ValueError(f'{frame.depth}: depth {depth.shape} differs from image '
                              f'{image.shape[:2]} ({frame.image})')
-        if image.shape[0] < height or image.shape[1] < width:
-            raise ValueError(f'{frame.image}: image {image.shape[1]}x{image.shape[0]} is smaller than '
-                             f'the preset {self.preset.name} input {width}x{height}')
         if flip:
             image, depth = image[:, ::-1], depth[:, ::-1]
-        network, cells = self.geometry(frame.K, frame.cam_from_grid)
-        inputs = frame_inputs(image, depth, frame.K, frame.cam_from_grid, self.preset, network)
+        fit, network, cells = self.geometry(frame.K, frame.cam_from_grid, image.shape[:2])
+        inputs = frame_inputs(image, depth, fit, frame.cam_from_grid, self.preset, network)
         sample = {k: torch.from_numpy(v) for k, v in inputs.items()}
         sample |= {'sequence': frame.sequence, 'frame_id': frame.frame_id}
         if frame.target is not None:

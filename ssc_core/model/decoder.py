@@ -22,7 +22,7 @@ def masked_indices(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | Non
     when nothing is padded (B == 1)."""
     if mask.shape[0] == 1:  # no padding; a shape exporters can follow
         index = mask[0].nonzero()[:, 0].unsqueeze(0)
-        if torch.compiler.is_exporting():  # exported graphs assume a non-empty selection
+        if torch.compiler.is_exporting():  # a size hint tracing needs; the graph runs empty too
             torch._check(index.shape[1] > 0)
         return index, None
     counts = mask.sum(1)

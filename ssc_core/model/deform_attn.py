@@ -94,10 +94,11 @@ class MultiScaleDeformableAttention(nn.Module):
         value = self.value_proj(value)
         if key_padding_mask is not None:
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
-        value = value.view(bs, value.shape[1], self.num_heads, -1)
+        value = value.view(bs, value.shape[1], self.num_heads, self.embed_dims // self.num_heads)
         shape = (bs, num_queries, self.num_heads, self.num_levels, self.num_points)
         offsets = self.sampling_offsets(query).view(*shape, 2)
-        weights = self.attention_weights(query).view(bs, num_queries, self.num_heads, -1)
+        weights = self.attention_weights(query).view(
+            bs, num_queries, self.num_heads, self.num_levels * self.num_points)
         weights = weights.softmax(-1).view(shape)
         normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=offsets.dtype,
                                   device=offsets.device)

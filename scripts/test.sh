@@ -9,7 +9,7 @@ scripts/setup.sh --dev
 .venv/bin/ruff check --output-format concise .
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 if unshare -n true 2>/dev/null; then
-  exec unshare -n bash -c 'ip link set lo up && exec .venv/bin/python -m pytest -ra "$@"' pytest "$@"
+  exec unshare -n bash -c 'ip link set lo up && exec .venv/bin/python -m pytest -ra --durations=15 "$@"' pytest "$@"
 fi
 echo "note: cannot create a network namespace here; running with DDS discovery limited to localhost" >&2
-exec .venv/bin/python -m pytest -ra "$@"
+exec .venv/bin/python -m pytest -ra --durations=15 "$@"

@@ -117,6 +117,7 @@ def test_keep_freed_memory_keeps_large_blocks_in_the_heap():
     assert stats['keep']['heap_after_free'] >= block and stats['keep']['free_in_heap'] >= block
 
 
+@pytest.mark.slow
 def test_torch_compile_backend():
     """The compiled path runs (Dynamo captures the graph, no eager fallback) and agrees."""
     from torch._dynamo.utils import counters
@@ -133,6 +134,7 @@ def test_torch_compile_backend():
     assert agreement >= 0.9999
 
 
+@pytest.mark.slow
 def test_torch_compile_falls_back_to_eager_where_it_cannot_compile(tmp_path):
     """No C++ compiler: the backend warns once and answers eagerly."""
     script = textwrap.dedent('''

@@ -14,6 +14,8 @@ from ssc_core.predictor import Predictor
 
 from small_model import SMALL_PRESET, small_frame
 
+pytestmark = pytest.mark.slow  # exports the small network once (a minute or more)
+
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):

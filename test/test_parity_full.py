@@ -13,6 +13,8 @@ from ssc_core.predictor import Predictor
 
 from conftest import load_npz
 
+pytestmark = pytest.mark.slow
+
 
 def lightning_checkpoint(fill, reference_dir, dataset, path):
     state = fill.fill_state_dict(str(reference_dir / f'MANIFEST_{dataset}.tsv'))

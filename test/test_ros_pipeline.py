@@ -130,4 +130,4 @@ def test_parameter_checks():
     assert unknown(['slop', 'use_sim_time', 'qos_overrides./x.reliability', 'slope']) == ['slope']
     read_only = {name for name, spec in PARAMETERS.items() if spec.read_only}
     assert read_only == {'checkpoint', 'preset', 'backend', 'device', 'allow_cpu_fallback', 'precision',
-                         'image_transport', 'input_qos', 'queue_size'}
+                         'fit', 'image_transport', 'depth_input', 'input_qos', 'queue_size'}

@@ -24,7 +24,7 @@ from ssc_ros import conversions as conv
 from ssc_ros.bag import convert
 from ssc_ros.parameters import PARAMETERS
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

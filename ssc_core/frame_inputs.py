@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .presets import Preset
 
 NETWORK_INPUTS = ('img', 'depth', 'cam_K', 'cam_pose', 'voxel_origin', 'projected_pix', 'fov_mask')
+# The authors' input names: 'cam_pose' is cam_from_grid (grid frame -> camera frame, KITTI's Tr).
 """The keyword inputs of ``Symphonies.forward``, in its order (also the ONNX input names)."""
 
 IMAGENET_MEAN = np.array((0.485, 0.456, 0.406), np.float32)
@@ -45,11 +46,11 @@ def check_matrix(value, shape: tuple[int, ...], name: str) -> np.ndarray:
 def check_calibration(K, cam_from_grid) -> tuple[np.ndarray, np.ndarray]:
     """Validated (3, 3) intrinsics and (4, 4) grid → camera pose, float64."""
     K = check_matrix(K, (3, 3), 'K')
-    pose = check_matrix(cam_from_grid, (4, 4), 'T_cam_from_grid')
+    pose = check_matrix(cam_from_grid, (4, 4), 'cam_from_grid')
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise ValueError(f'K: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}')
     if not np.allclose(pose[3], (0, 0, 0, 1)):
-        raise ValueError(f'T_cam_from_grid: last row must be (0, 0, 0, 1), got {pose[3].tolist()}')
+        raise ValueError(f'cam_from_grid: last row must be (0, 0, 0, 1), got {pose[3].tolist()}')
     return K, pose
 
 

@@ -66,7 +66,7 @@ def test_invalid_depth_pixels_count_as_no_depth(predictor):
     ('K_shape', r'K: expected shape \(3, 3\), got \(3, 4\)'),
     ('K_nan', 'K: contains NaN or inf'),
     ('K_focal', 'K: focal lengths must be positive'),
-    ('pose_row', r'T_cam_from_grid: last row must be \(0, 0, 0, 1\)'),
+    ('pose_row', r'cam_from_grid: last row must be \(0, 0, 0, 1\)'),
     ('K_huge', 'K: focal lengths fx=1e.300, fy=.* are implausible for a 200x64 image'),
     ('K_tiny', 'K: focal lengths fx=1e-300'),
     ('K_last_row', r'K: last row must be \(0, 0, 1\), got \[0.0, 0.0, 0.0\]'),

@@ -6,6 +6,7 @@ are gathered into padded (B, M, C) blocks, so a batch gives each sample its sing
 """
 from collections.abc import Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -55,7 +56,7 @@ class ASPP(nn.Module):
 
     def __init__(self, channels: int, dilations: Sequence[int] = (1, 3)):
         super().__init__()
-        self.blks = nn.ModuleList([
+        self.blks = nn.ModuleList([  # 'blks': the authors' checkpoint key
             nn.Sequential(
                 nn.Conv3d(channels, channels, 3, padding=d, dilation=d, bias=False),
                 nn.BatchNorm3d(channels), nn.ReLU(inplace=True),
@@ -149,12 +150,21 @@ class VoxelProposalLayer(nn.Module):
         return scatter_rows(scene_embed, index, valid, rows)
 
 
+class VisibleVoxels(NamedTuple):
+    """The decoder-grid voxels in the camera's field of view, per sample, padded to M."""
+    index: torch.Tensor          # (B, M) voxel indices (:func:`masked_indices` of the FOV mask)
+    valid: torch.Tensor | None   # (B, M) bool, None when every entry is valid
+    pos: torch.Tensor            # (B, M, C) their positional encoding
+    ref: torch.Tensor            # (B, M, 1, 3) their (z, y, x) reference points
+
+
 class SymphoniesLayer(nn.Module):
     """Instance↔image, scene←instance, scene self (squeeze) and instance←scene attention."""
 
     def __init__(self, embed_dims: int, num_heads: int = 8, num_levels: int = 3, num_points: int = 4,
                  query_update: bool = True):
         super().__init__()
+        # sic: 'defrom' is the authors' spelling, kept because it is their checkpoint key
         self.query_image_cross_defrom_attn = DeformableTransformerLayer(
             embed_dims, num_heads, num_levels, num_points)
         self.scene_query_cross_attn = TransformerLayer(embed_dims, num_heads, mlp_ratio=0)
@@ -168,26 +178,24 @@ class SymphoniesLayer(nn.Module):
                 attn_layer=DeformableSqueezeAttention, mlp_ratio=0)
             self.query_self_attn = TransformerLayer(embed_dims, num_heads)
 
-    def forward(self, scene_embed, inst_queries, feats_flat, feat_shapes, scene_shape, scene_pos,
-                ref_2d, ref_3d, fov_index, fov_valid, pos_fov, fov_ref):
+    def forward(self, scene_embed, inst_queries, feats_flat, feat_shapes, scene_shape, ref_2d, ref_3d,
+                visible: VisibleVoxels):
         """
         Args:
-            scene_embed, scene_pos: (B, N, C); inst_queries: (B, Q, C).
+            scene_embed: (B, N, C); inst_queries: (B, Q, C).
             feats_flat: (B, Nf, C) image levels of ``feat_shapes``; scene_shape: (X, Y, Z).
             ref_2d: (B, Q, L, 2) (x, y); ref_3d: (B, Q, 1, 3) (z, y, x).
-            fov_index, fov_valid: from :func:`masked_indices` of the FOV mask; pos_fov (B, M, C)
-                the positional encoding of those voxels;
-            fov_ref: (B, M, 1, 3) (z, y, x) of those voxels.
+            visible: the voxels in the field of view, the only ones the scene attention updates.
         Returns:
             scene_embed (B, N, C), inst_queries (B, Q, C)
         """
-        scene_fov = gather_rows(scene_embed, fov_index)
+        scene_fov = gather_rows(scene_embed, visible.index)
         inst_queries = self.query_image_cross_defrom_attn(inst_queries, feats_flat, None, ref_2d,
                                                           feat_shapes)
-        scene_fov = self.scene_query_cross_attn(scene_fov, inst_queries, inst_queries, pos_fov)
-        scene_fov = self.scene_self_deform_attn(scene_fov, scene_embed, pos_fov, fov_ref,
+        scene_fov = self.scene_query_cross_attn(scene_fov, inst_queries, inst_queries, visible.pos)
+        scene_fov = self.scene_self_deform_attn(scene_fov, scene_embed, visible.pos, visible.ref,
                                                 [scene_shape])
-        scene_embed = scatter_rows(scene_embed, fov_index, fov_valid, scene_fov)
+        scene_embed = scatter_rows(scene_embed, visible.index, visible.valid, scene_fov)
         if not self.query_update:
             return scene_embed, inst_queries
         inst_queries = self.query_scene_cross_deform_attn(inst_queries, scene_embed, None, ref_3d,
@@ -290,15 +298,14 @@ class SymphoniesDecoder(nn.Module):
                                           proposal_mask, ref_pix)
 
         fov_index, fov_valid = masked_indices(fov_mask)
-        pos_fov = gather_rows(scene_pos, fov_index)
         voxel_ref = self.voxel_grid.flatten(1).t().flip(-1)  # (N, 3) as (z, y, x)
-        fov_ref = voxel_ref[fov_index].unsqueeze(2)
+        visible = VisibleVoxels(fov_index, fov_valid, gather_rows(scene_pos, fov_index),
+                                voxel_ref[fov_index].unsqueeze(2))
 
         outs = []
         for i, layer in enumerate(self.layers):
             scene_embed, inst_queries = layer(scene_embed, inst_queries, feats_flat, feat_shapes,
-                                              self.scene_shape, scene_pos, ref_2d, ref_3d,
-                                              fov_index, fov_valid, pos_fov, fov_ref)
+                                              self.scene_shape, ref_2d, ref_3d, visible)
             last = i == len(self.layers) - 1
             if i == self.aspp_after_layer or self.training or last:
                 volume = scene_embed.transpose(1, 2).reshape(bs, -1, *self.scene_shape)

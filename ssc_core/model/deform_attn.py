@@ -12,15 +12,6 @@ from torch import nn
 SpatialShapes = Sequence[tuple[int, int]]
 
 
-def level_start_index(spatial_shapes: SpatialShapes) -> list[int]:
-    """Offsets of each level in a flattened multi-level sequence."""
-    starts, total = [], 0
-    for h, w in spatial_shapes:
-        starts.append(total)
-        total += h * w
-    return starts
-
-
 def multi_scale_deformable_attn(value: torch.Tensor, spatial_shapes: SpatialShapes,
                                 sampling_locations: torch.Tensor,
                                 attention_weights: torch.Tensor) -> torch.Tensor:

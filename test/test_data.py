@@ -93,6 +93,20 @@ def test_majority_downsampling_matches_monoscene():
         np.testing.assert_array_equal(downsample_majority(label, factor), downsample_reference(label, factor))
 
 
+def test_raw_voxels_follow_the_official_rule(tmp_path):
+    """Raw 0 is empty; outlier (1), other-structure (52), other-object (99) — learning-map 0 — are
+    ignored (255), as in the official evaluator; invalid voxels are ignored whatever their id."""
+    raw = np.zeros(256 * 256 * 32, np.uint16)
+    raw[:7] = [0, 1, 52, 99, 10, 40, 252]
+    raw.tofile(tmp_path / 'f.label')
+    invalid = np.zeros(raw.size, bool)
+    invalid[4] = invalid[7] = True
+    np.packbits(invalid).tofile(tmp_path / 'f.invalid')
+    labels = read_raw_voxels(tmp_path / 'f').reshape(-1)
+    assert labels[:8].tolist() == [0, 255, 255, 255, 255, 9, 1, 255]
+    assert labels[8:].max() == 0
+
+
 def test_label_errors(tmp_path):
     labels = np.zeros((256, 256, 32), np.uint8)
     write_voxels(tmp_path / 'ok', labels, np.zeros_like(labels, bool))

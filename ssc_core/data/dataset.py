@@ -43,7 +43,7 @@ class SSCDataset(torch.utils.data.Dataset):
 
     Sample keys: img (3, H, W), depth (H, W), cam_K (3, 3), cam_pose (4, 4), voxel_origin (3,),
     projected_pix (Np, 2) int64, fov_mask (Np,) bool, and with targets: target (X, Y, Z) int64
-    (255 = ignore), frustum_ids (X, Y, Z) int16, frustums_class_dists (F, C); plus sequence and
+    (IGNORE_LABEL = ignore), frustum_ids (X, Y, Z) int16, frustums_class_dists (F, C); plus sequence and
     frame_id strings.
 
     Args:

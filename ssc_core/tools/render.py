@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.labels import LabelError, downsample_majority, learning_lut, read_target
+from ..data.labels import LabelError, downsample_majority, read_target, voxel_lut
 from ..labels import SEMANTIC_KITTI_LEARNING_MAP
 from ..presets import PRESETS, get_preset
 from ..render import render_scene
@@ -25,7 +25,7 @@ def read_grid(path: Path, shape, num_classes: int) -> np.ndarray:
         raw = np.fromfile(path, np.uint16)
         if raw.size != np.prod(shape):
             raise LabelError(f'{path}: {raw.size} voxels, expected {int(np.prod(shape))}')
-        ids = learning_lut(SEMANTIC_KITTI_LEARNING_MAP)[raw]
+        ids = voxel_lut(SEMANTIC_KITTI_LEARNING_MAP)[raw]
         if (ids < 0).any():
             raise LabelError(f'{path}: raw ids {np.unique(raw[ids < 0])[:10].tolist()} not in the map')
         return ids.astype(np.uint8).reshape(shape)

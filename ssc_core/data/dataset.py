@@ -22,11 +22,12 @@ SOURCE_GRID = (256, 256, 32)
 
 @dataclass(frozen=True)
 class FrameRecord:
-    """One frame on disk. ``target`` is the prepared ``FRAME_1_1.npy`` (None for test splits)."""
+    """One frame on disk. ``target`` is the prepared ``FRAME_1_1.npy`` (None for test splits);
+    ``depth`` is None when only stored predictions are scored."""
     sequence: str
     frame_id: str
     image: Path
-    depth: Path
+    depth: Path | None
     target: Path | None
     K: np.ndarray
     cam_from_grid: np.ndarray

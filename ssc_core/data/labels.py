@@ -81,3 +81,34 @@ def read_target(path, shape, num_classes: int) -> np.ndarray:
         raise LabelError(f'{path}: values {bad[:10].tolist()} outside 0..{num_classes - 1} '
                          f'and {IGNORE_LABEL}')
     return target.astype(np.uint8)
+
+
+def prediction_shape(path) -> tuple[int, ...]:
+    """The grid shape of a stored prediction (a ``.label`` is always 256x256x32)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f'{path}: prediction missing')
+    if path.suffix == '.label':
+        return (256, 256, 32)
+    try:
+        return tuple(np.load(path, mmap_mode='r').shape)
+    except ValueError as e:
+        raise LabelError(f'{path}: not a .npy label grid ({e})') from None
+
+
+def read_prediction(path, shape, num_classes: int) -> np.ndarray:
+    """A predicted grid: ``.npy`` class ids (``infer``) or a benchmark ``.label`` (uint16 raw
+    SemanticKITTI ids, ``test``; mapped by :func:`voxel_lut`) → (X, Y, Z) uint8."""
+    path = Path(path)
+    if path.suffix != '.label':
+        return read_target(path, shape, num_classes)
+    if not path.is_file():
+        raise LabelError(f'{path}: prediction missing')
+    raw = np.fromfile(path, np.uint16)
+    if raw.size != np.prod(shape):
+        raise LabelError(f'{path}: {raw.size} voxels, expected {int(np.prod(shape))} '
+                         f'for a {tuple(shape)} grid')
+    ids = voxel_lut(SEMANTIC_KITTI_LEARNING_MAP)[raw]
+    if (ids < 0).any():
+        raise LabelError(f'{path}: raw ids {np.unique(raw[ids < 0])[:10].tolist()} not in the learning map')
+    return ids.astype(np.uint8).reshape(shape)

@@ -9,6 +9,7 @@ Written per sequence ``XX``::
     <root>/dataset/sequences/XX/calib.txt, poses.txt, times.txt
     <root>/dataset/sequences/XX/image_2/FFFFFF.png                    every frame
     <root>/dataset/sequences/XX/voxels/FFFFFF.bin|.label|.invalid     every ``label_every`` frames
+                                         (only .bin without ground truth, like the test split)
     <root>/depth/sequences/XX/FFFFFF.npy                              float32 metres
 
 The calibration's ``P2`` has no baseline offset, so ``P2[:3, :3]`` with ``Tr`` (what the network
@@ -190,8 +191,9 @@ def _matrix_line(name: str, m: np.ndarray) -> str:
 
 
 def write_sequence(root, sequence: str, num_frames: int, image_size=KITTI_IMAGE_SIZE,
-                   label_every: int = 5, seed: int = 0) -> Path:
-    """Write one sequence in the SemanticKITTI layout under ``root``; returns its folder."""
+                   label_every: int = 5, seed: int = 0, ground_truth: bool = True) -> Path:
+    """Write one sequence in the SemanticKITTI layout under ``root``; returns its folder.
+    Without ``ground_truth`` the voxel folder holds only the input ``.bin`` files."""
     root = Path(root)
     seq_dir = root / 'dataset' / 'sequences' / sequence
     depth_dir = root / 'depth' / 'sequences' / sequence
@@ -220,17 +222,20 @@ def write_sequence(root, sequence: str, num_frames: int, image_size=KITTI_IMAGE_
         np.save(depth_dir / f'{name}.npy', depth)
         if frame % label_every == 0:
             labels, invalid = voxelize(boxes, offset)
-            write_voxels(seq_dir / 'voxels' / name, labels, invalid)
+            write_voxels(seq_dir / 'voxels' / name, labels, invalid, ground_truth)
     return seq_dir
 
 
-def write_voxels(stem: Path, labels: np.ndarray, invalid: np.ndarray) -> None:
-    """SemanticKITTI voxel files: ``.label`` uint16 raw ids, ``.bin`` / ``.invalid`` bit-packed."""
+def write_voxels(stem: Path, labels: np.ndarray, invalid: np.ndarray, ground_truth: bool = True) -> None:
+    """SemanticKITTI voxel files: ``.label`` uint16 raw ids, ``.bin`` / ``.invalid`` bit-packed
+    (only ``.bin`` without ``ground_truth``)."""
+    np.packbits(labels.reshape(-1) != 0).tofile(f'{stem}.bin')
+    if not ground_truth:
+        return
     inverse = np.zeros(256, np.uint16)
     for train_id, raw in SEMANTIC_KITTI_LEARNING_MAP_INV.items():
         inverse[train_id] = raw
     raw = inverse[labels.reshape(-1)]
     raw[invalid.reshape(-1)] = 0
     raw.astype(np.uint16).tofile(f'{stem}.label')
-    np.packbits(labels.reshape(-1) != 0).tofile(f'{stem}.bin')
     np.packbits(invalid.reshape(-1)).tofile(f'{stem}.invalid')

@@ -78,7 +78,8 @@ class SSCModule(L.LightningModule):
         # Every process holds the same all-reduced scores.
         self.log_dict({f'val/{k}': scores[k] for k in ('mIoU', 'IoU', 'Precision', 'Recall')})
         self.last_val_scores = scores
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+        fitting = self.trainer.state.fn == 'fit' and not self.trainer.sanity_checking
+        if self.trainer.is_global_zero and fitting:  # evaluate prints its own table
             print(format_scores(scores, self.preset.class_names, f'epoch {self.current_epoch}'))
 
     def configure_optimizers(self):

@@ -3,7 +3,6 @@
 Readers of the on-disk formats (``semantic_kitti.py``, ``kitti_360.py``) only list
 :class:`FrameRecord` s; this class loads, crops, normalizes and computes the geometry.
 """
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,20 +46,20 @@ class SSCDataset(torch.utils.data.Dataset):
     (IGNORE_LABEL = ignore), frustum_ids (X, Y, Z) int16, frustums_class_dists (F, C); plus sequence and
     frame_id strings.
 
+    Items are indexed by frame number, or by ``(frame number, flip)``: ``flip`` is the authors'
+    training augmentation, a horizontal flip of image, depth and target (the geometry is kept),
+    decided by the sampler (``ssc_core.training.data.EpochSampler``).
+
     Args:
         frames: from a reader. preset: network and geometry. frustum_size: frustums per image side.
-        flip: the authors' training augmentation (random horizontal flip of image, depth and target
-            with probability 0.5; the geometry is kept).
     """
 
-    def __init__(self, frames: list[FrameRecord], preset: Preset, frustum_size: int = 8,
-                 flip: bool = False):
+    def __init__(self, frames: list[FrameRecord], preset: Preset, frustum_size: int = 8):
         if not frames:
             raise ValueError('the dataset has no frames')
         self.frames = frames
         self.preset = preset
         self.frustum_size = frustum_size
-        self.flip = flip
         factor = preset.model.voxel_size / SOURCE_VOXEL_SIZE
         if abs(factor - round(factor)) > 1e-6 or round(factor) not in (1, 2, 4, 8):
             raise ValueError(f'preset {preset.name}: voxel size {preset.model.voxel_size} m must be '
@@ -89,10 +88,10 @@ class SSCDataset(torch.utils.data.Dataset):
         target = read_target(path, SOURCE_GRID, num_classes)
         return downsample_majority(target, self.target_factor)
 
-    def __getitem__(self, index):
+    def __getitem__(self, key: int | tuple[int, bool]):
+        index, flip = key if isinstance(key, tuple) else (key, False)
         frame = self.frames[index]
         height, width = self.preset.image_shape
-        flip = self.flip and random.random() > 0.5
         try:
             image = np.asarray(Image.open(frame.image).convert('RGB'))
         except OSError as e:

@@ -8,6 +8,7 @@ from ..labels import KITTI_360_CLASS_FREQ, SEMANTIC_KITTI_CLASS_FREQ, class_weig
 from ..losses import ce_ssc_loss, frustum_proportion_loss, geo_scal_loss, sem_scal_loss
 from ..metrics import SSCMetrics
 from ..presets import Preset, get_preset
+from .random_state import rng_states, set_rng_states
 
 CLASS_FREQUENCIES = {20: SEMANTIC_KITTI_CLASS_FREQ, 19: KITTI_360_CLASS_FREQ}
 
@@ -81,6 +82,20 @@ class SSCModule(L.LightningModule):
         fitting = self.trainer.state.fn == 'fit' and not self.trainer.sanity_checking
         if self.trainer.is_global_zero and fitting:  # evaluate prints its own table
             print(format_scores(scores, self.preset.class_names, f'epoch {self.current_epoch}'))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint['rng_states'] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_rng_states = checkpoint.get('rng_states')
+
+    def on_train_start(self) -> None:
+        """On resume, the generators continue from where the checkpoint left them (dropout draws
+        as in an uninterrupted run; the loaders draw from their own generators)."""
+        states = getattr(self, '_resumed_rng_states', None)
+        if states is not None:
+            set_rng_states(states)
+            self._resumed_rng_states = None
 
     def configure_optimizers(self):
         encoder, rest = [], []

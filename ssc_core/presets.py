@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import KITTI_360_CLASSES, SEMANTIC_KITTI_CLASSES
+from .labels import KITTI_360_CLASS_FREQ, KITTI_360_CLASSES, SEMANTIC_KITTI_CLASS_FREQ, SEMANTIC_KITTI_CLASSES
 from .model import PixelDecoderConfig, Symphonies
 
 
@@ -33,6 +33,8 @@ class Preset:
 
     ``cam_K`` and ``cam_from_grid`` are the dataset's calibration, used for built-in samples
     and as defaults; voxel (0, 0, 0) has its corner at ``voxel_origin`` in the grid frame.
+    ``class_frequencies``: voxel counts per class of the training split, for the cross-entropy
+    weights (None: equal weights).
     """
     name: str
     model: ModelConfig
@@ -40,7 +42,14 @@ class Preset:
     cam_K: tuple[tuple[float, ...], ...]
     cam_from_grid: tuple[tuple[float, ...], ...]
     voxel_origin: tuple[float, float, float] = (0.0, -25.6, -2.0)
+    class_frequencies: tuple[float, ...] | None = None
     description: str = field(default='', compare=False)
+
+    def __post_init__(self):
+        freq = self.class_frequencies
+        if freq is not None and len(freq) != len(self.class_names):
+            raise ValueError(f'preset {self.name}: {len(freq)} class frequencies for '
+                             f'{len(self.class_names)} classes')
 
     @property
     def scene_size(self) -> tuple[float, float, float]:
@@ -62,6 +71,8 @@ class Preset:
             model[key] = tuple(model[key])
         data['class_names'] = tuple(data['class_names'])
         data['voxel_origin'] = tuple(data['voxel_origin'])
+        if data.get('class_frequencies') is not None:
+            data['class_frequencies'] = tuple(data['class_frequencies'])
         for key in ('cam_K', 'cam_from_grid'):
             data[key] = tuple(tuple(row) for row in data[key])
         return cls(model=ModelConfig(**model), **data)
@@ -87,6 +98,7 @@ SEMANTIC_KITTI = Preset(
     name='semantic_kitti',
     model=ModelConfig(num_classes=20, image_shape=(370, 1220)),
     class_names=SEMANTIC_KITTI_CLASSES, cam_K=_KITTI_K, cam_from_grid=_KITTI_TR,
+    class_frequencies=tuple(SEMANTIC_KITTI_CLASS_FREQ.tolist()),
     description='SemanticKITTI, image 370x1220, 20 classes (the authors\' semantic_kitti.yaml)')
 
 KITTI_360 = Preset(
@@ -94,6 +106,7 @@ KITTI_360 = Preset(
     model=ModelConfig(num_classes=19, image_shape=(376, 1408)),
     class_names=KITTI_360_CLASSES, cam_K=_KITTI_360_K,
     cam_from_grid=_rows(np.linalg.inv(_KITTI_360_CAM_TO_VELO)),
+    class_frequencies=tuple(KITTI_360_CLASS_FREQ.tolist()),
     description='SSCBench-KITTI-360, image 376x1408, 19 classes (the authors\' kitti_360.yaml)')
 
 # KITTI's camera at 320x96 (scaled from the 1241x376 odometry images).
@@ -106,6 +119,7 @@ SMALL = Preset(
                       pixel_decoder=PixelDecoderConfig(conv_dim=64, num_heads=4, num_layers=1,
                                                        feedforward_channels=128, num_groups=8)),
     class_names=SEMANTIC_KITTI_CLASSES, cam_K=_SMALL_K, cam_from_grid=_KITTI_TR,
+    class_frequencies=tuple(SEMANTIC_KITTI_CLASS_FREQ.tolist()),
     description='reduced Symphonies (ResNet-10t, width 32, 0.4 m voxels, 320x96 images) for CPU '
                 'training and the built-in model')
 

@@ -38,6 +38,18 @@ def test_layout_is_semantic_kitti(synthetic):
     assert (synthetic / 'labels' / '08' / '000005_1_8.npy').is_file()
 
 
+def test_synthetic_voxels_have_unobserved_parts(synthetic):
+    """Like the real data: voxels inside buildings and behind them (from the sensor) are invalid,
+    and the prepared targets ignore them (255)."""
+    stem = synthetic / 'dataset' / 'sequences' / '08' / 'voxels' / '000005'
+    invalid = np.unpackbits(np.fromfile(f'{stem}.invalid', np.uint8)).reshape(256, 256, 32).astype(bool)
+    target = np.load(synthetic / 'labels' / '08' / '000005_1_1.npy')
+    assert 0.2 < invalid.mean() < 0.8, invalid.mean()
+    assert (target[invalid] == 255).all() and (target[~invalid] != 255).all()
+    building = target == SEMANTIC_KITTI.class_names.index('building')
+    assert building.sum() > 1000 and invalid[:, :, 10:].any(2).sum() > 1000  # hidden columns, high up
+
+
 def test_rendered_depth_lands_in_occupied_voxels(synthetic):
     """Image, depth and voxel labels describe the same scene: pixels lifted with their depth
     fall into labelled voxels of the class the image shows."""

@@ -49,7 +49,7 @@ def official(script, *args, check=True):
 
 def add_ignored_ids_and_invalid_voxels(voxel_dir: Path, seed: int) -> None:
     """Raw 1 (outlier) in free space, 52 (other-structure) and 99 (other-object) over occupied
-    voxels, and a block of invalid voxels, as the real ground truth has them."""
+    voxels, and more invalid voxels than the generator's (hidden ones), as the real data has them."""
     rng = np.random.default_rng(seed)
     for label in sorted(voxel_dir.glob('*.label')):
         raw = np.fromfile(label, np.uint16)
@@ -73,6 +73,10 @@ def kitti(tmp_path_factory):
          '--image-size', 320, 96, '--no-ground-truth', '--seed', 11)
     tool('prepare_labels', '--data-root', root, '--label-root', root / 'labels', '--sequences', '08')
     return root
+
+
+def invalid_fraction(label: Path) -> float:
+    return float(np.unpackbits(np.fromfile(label.with_suffix('.invalid'), np.uint8)).mean())
 
 
 def ground_truth(kitti):
@@ -114,6 +118,7 @@ def assert_same_scores(theirs: dict, ours: dict, printed: str) -> None:
 def test_oracle_scores_100_iou_under_both(kitti, tmp_path):
     raws = {p.stem: np.fromfile(p, np.uint16) for p in ground_truth(kitti)}
     assert all(np.isin([1, 52, 99], raw).all() for raw in raws.values())
+    assert all(0.2 < invalid_fraction(p) < 0.8 for p in ground_truth(kitti))
     theirs, ours, printed = both_evaluators(kitti, write_predictions(tmp_path / 'oracle', raws), tmp_path)
     assert theirs['iou_completion'] == 1.0 and ours['IoU'] == 1.0
     present = [n for n in SEMANTIC_KITTI_CLASSES[1:] if theirs[f'iou_{n}'] > 0]

@@ -109,9 +109,35 @@ def ground_label(y: np.ndarray) -> np.ndarray:
                     np.where(ay < SIDEWALK_OUTER, _class_id('sidewalk'), _class_id('terrain')))
 
 
+def hidden_from_sensor(labels: np.ndarray, samples: int = 64) -> np.ndarray:
+    """(X, Y, Z) bool: voxels the lidar at the grid frame's origin cannot see, as the real data's
+    ``.invalid`` marks them: the inside of buildings (under a shell of two voxels), and every
+    column behind a building seen from the sensor (a bird's-eye shadow; the building's own
+    columns stay visible)."""
+    building = labels == _class_id('building')
+    inside = building
+    for _ in range(2):                               # erode twice: the six neighbours are building
+        shell = inside.copy()
+        for axis in range(3):
+            for shift in (-1, 1):
+                shell &= np.roll(inside, shift, axis)
+        inside = shell
+    walls = building.any(2)                          # (X, Y) columns holding a building
+    sensor = -VOXEL_ORIGIN[:2] / VOXEL_SIZE          # sensor position in (x, y) cell units
+    cells = np.stack(np.meshgrid(*(np.arange(n) + 0.5 for n in GRID_SHAPE[:2]), indexing='ij'), -1)
+    t = np.linspace(0, 1, samples, endpoint=False)[:, None, None, None]
+    points = sensor + t * (cells - sensor)           # (samples, X, Y, 2) along each sight line
+    idx = np.clip(np.floor(points).astype(int), 0, np.array(GRID_SHAPE[:2]) - 1)
+    crossed = walls[idx[..., 0], idx[..., 1]]
+    own = (idx[..., 0] == np.arange(GRID_SHAPE[0])[:, None]) & (idx[..., 1] == np.arange(GRID_SHAPE[1]))
+    shadow = (crossed & ~own).any(0) & ~walls
+    return inside | shadow[:, :, None]
+
+
 def voxelize(boxes: list[Box], offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (X, Y, Z) uint8 in the 20-class map and the unobserved mask, for the grid of a
-    velodyne frame whose origin is at ``offset`` (3,) in the scene frame."""
+    """Labels (X, Y, Z) uint8 in the 20-class map and the unobserved mask (below the ground
+    slab, and :func:`hidden_from_sensor`), for the grid of a velodyne frame whose origin is at
+    ``offset`` (3,) in the scene frame."""
     centers = [VOXEL_ORIGIN[a] + VOXEL_SIZE * (np.arange(n) + 0.5) + offset[a]
                for a, n in enumerate(GRID_SHAPE)]
     y = centers[1][None, :, None]
@@ -127,7 +153,7 @@ def voxelize(boxes: list[Box], offset: np.ndarray) -> tuple[np.ndarray, np.ndarr
         if all(len(r) for r in ranges):
             labels[np.ix_(*ranges)] = box.label
             invalid[np.ix_(*ranges)] = False
-    return labels, invalid
+    return labels, invalid | hidden_from_sensor(labels)
 
 
 def render(boxes: list[Box], offset: np.ndarray, K: np.ndarray, cam_from_velo: np.ndarray,

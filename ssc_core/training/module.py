@@ -4,13 +4,11 @@ import torch
 
 from ..checkpoint import check_state_dict, read_state_dict
 from ..frame_inputs import NETWORK_INPUTS
-from ..labels import KITTI_360_CLASS_FREQ, SEMANTIC_KITTI_CLASS_FREQ, class_weights
+from ..labels import class_weights
 from ..losses import ce_ssc_loss, frustum_proportion_loss, geo_scal_loss, sem_scal_loss
 from ..metrics import SSCMetrics
 from ..presets import Preset, get_preset
 from .random_state import rng_states, set_rng_states
-
-CLASS_FREQUENCIES = {20: SEMANTIC_KITTI_CLASS_FREQ, 19: KITTI_360_CLASS_FREQ}
 
 
 class SSCModule(L.LightningModule):
@@ -30,7 +28,7 @@ class SSCModule(L.LightningModule):
         self.preset: Preset = get_preset(preset)
         self.model = self.preset.model.build()
         num_classes = self.preset.model.num_classes
-        freq = CLASS_FREQUENCIES.get(num_classes)
+        freq = self.preset.class_frequencies  # None: equal weights
         weights = class_weights(freq) if freq is not None else torch.ones(num_classes).numpy()
         self.register_buffer('class_weights', torch.from_numpy(weights), persistent=False)
         self.criterions = tuple(criterions)

@@ -4,7 +4,7 @@
         data.depth_root=/data/depth data.label_root=/data/labels trainer.devices=4
     python -m ssc_core.tools.train preset=small data=synthetic data.data_root=outputs/synthetic
 
-Writes <output_dir>/checkpoints/{epoch=N.ckpt, last.ckpt, best.ckpt} (atomically),
+Writes <output_dir>/checkpoints/{best.ckpt, last.ckpt} (save_top_k: more or fewer; atomically),
 TensorBoard and CSV logs; rerunning with the same output_dir resumes exactly.
 """
 import inspect
@@ -46,6 +46,10 @@ def checked_arguments(cls, cfg: DictConfig, section: str) -> dict:
     return values
 
 
+class EpochCheckpoints(ModelCheckpoint):
+    """The epoch=N.ckpt files kept beside best.ckpt (its own class: its own state key)."""
+
+
 def checkpoint_callbacks(folder: Path, save_top_k: int) -> list[ModelCheckpoint]:
     """last.ckpt always; best.ckpt (by val mIoU) unless ``save_top_k`` is 0; with ``save_top_k``
     k > 1 also the k best epochs as epoch=N.ckpt, with -1 every epoch's."""
@@ -57,8 +61,8 @@ def checkpoint_callbacks(folder: Path, save_top_k: int) -> list[ModelCheckpoint]
     callbacks = [ModelCheckpoint(dirpath=folder, filename='best', save_top_k=keep_best, save_last=True,
                                  enable_version_counter=False, **monitor)]
     if save_top_k == -1 or save_top_k > 1:
-        callbacks.append(ModelCheckpoint(dirpath=folder, filename='epoch={epoch}', save_top_k=save_top_k,
-                                         **monitor))
+        callbacks.append(EpochCheckpoints(dirpath=folder, filename='epoch={epoch}', save_top_k=save_top_k,
+                                          **monitor))
     return callbacks
 
 

@@ -57,12 +57,13 @@ def checkpoint_callbacks(folder: Path, save_top_k: int) -> list[ModelCheckpoint]
         raise ValueError(f'save_top_k: expected -1 (every epoch), 0 (last only), 1 (best + last) or '
                          f'k > 1, got {save_top_k!r}')
     monitor = dict(monitor='val/mIoU', mode='max', auto_insert_metric_name=False)
-    keep_best = 0 if save_top_k == 0 else 1
-    callbacks = [ModelCheckpoint(dirpath=folder, filename='best', save_top_k=keep_best, save_last=True,
-                                 enable_version_counter=False, **monitor)]
+    callbacks = []
     if save_top_k == -1 or save_top_k > 1:
         callbacks.append(EpochCheckpoints(dirpath=folder, filename='epoch={epoch}', save_top_k=save_top_k,
                                           **monitor))
+    # last.ckpt is written last: when it exists, the epoch's other files do too.
+    callbacks.append(ModelCheckpoint(dirpath=folder, filename='best', save_top_k=0 if save_top_k == 0 else 1,
+                                     save_last=True, enable_version_counter=False, **monitor))
     return callbacks
 
 

@@ -7,7 +7,6 @@ head is exported as the authors' layers (``ConvTranspose``/``Conv``, which ONNX 
 TensorRT run natively), not as PyTorch's CPU sub-pixel GEMMs.
 """
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from .backends.onnxruntime_backend import METADATA_KEY
+from .files import atomic_path
 from .frame_inputs import NETWORK_INPUTS
 from .model import Symphonies
 from .presets import Preset
@@ -39,8 +39,6 @@ def export_onnx(model: Symphonies, preset: Preset, inputs: dict[str, torch.Tenso
     the ONNX checker. ``inputs``: one prepared frame (``Predictor.prepare``)."""
     import onnx
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
     wrapper = ExportedNetwork(model.eval().cpu()).eval()
     args = tuple(inputs[k].cpu()[:1] for k in NETWORK_INPUTS)
     with torch.no_grad():
@@ -49,9 +47,9 @@ def export_onnx(model: Symphonies, preset: Preset, inputs: dict[str, torch.Tenso
     proto = program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(preset.to_dict())
-    onnx.save_model(proto, str(tmp), save_as_external_data=False)
-    onnx.checker.check_model(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
+        onnx.checker.check_model(str(tmp))
     return path
 
 

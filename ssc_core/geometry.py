@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .labels import IGNORE_LABEL
+
 
 @dataclass(frozen=True)
 class VoxelProjection:
@@ -75,7 +77,7 @@ def frustum_cells(projected_pix: np.ndarray, pix_z: np.ndarray, image_size: Sequ
 
 
 def local_frustums(cells: np.ndarray, target: np.ndarray, num_classes: int, size: int,
-                   ignore_index: int = 255) -> tuple[np.ndarray, np.ndarray]:
+                   ignore_index: int = IGNORE_LABEL) -> tuple[np.ndarray, np.ndarray]:
     """Local frustums of a target for the frustum-proportion loss.
 
     Args:

@@ -1,11 +1,11 @@
 """The four Symphonies training losses (MonoScene's SSC losses), vectorized over classes.
 
-Shapes: logits (B, C, X, Y, Z); target (B, X, Y, Z) int with 255 = ignore.
+Shapes: logits (B, C, X, Y, Z); target (B, X, Y, Z) int with IGNORE_LABEL (255) = ignore.
 """
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from .labels import IGNORE_LABEL
 
 
 def _bce_one(x: torch.Tensor) -> torch.Tensor:
@@ -16,14 +16,14 @@ def _bce_one(x: torch.Tensor) -> torch.Tensor:
 def ce_ssc_loss(logits, target, class_weights):
     """Class-weighted cross-entropy over non-ignored voxels (mean by weight)."""
     return F.cross_entropy(logits.float(), target.long(), weight=class_weights.float(),
-                           ignore_index=IGNORE_INDEX)
+                           ignore_index=IGNORE_LABEL)
 
 
 def sem_scal_loss(logits, target):
     """Scene-class affinity: per present class, BCE of its precision, recall and specificity."""
     probs = F.softmax(logits.float(), dim=1)
     num_classes = probs.shape[1]
-    mask = target != IGNORE_INDEX
+    mask = target != IGNORE_LABEL
     p = probs.movedim(1, -1)[mask].t()  # (C, N)
     onehot = F.one_hot(target[mask].long(), num_classes).t().to(p.dtype)  # (C, N)
     hits = (p * onehot).sum(1)
@@ -40,7 +40,7 @@ def sem_scal_loss(logits, target):
 def geo_scal_loss(logits, target):
     """Geometry affinity: BCE of occupancy precision, recall and specificity."""
     probs = F.softmax(logits.float(), dim=1)
-    mask = target != IGNORE_INDEX
+    mask = target != IGNORE_LABEL
     empty = probs[:, 0][mask]
     occupied = 1 - empty
     truth = (target[mask] != 0).float()

@@ -5,11 +5,11 @@ Accumulated as one confusion matrix, so batches and processes merge by summation
 import torch
 import torch.distributed as dist
 
-IGNORE_INDEX = 255
+from .labels import IGNORE_LABEL
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-                     ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+                     ignore_index: int = IGNORE_LABEL) -> torch.Tensor:
     """pred, target (B, X, Y, Z) labels → (C, C) int64 counts [target, pred] over non-ignored voxels."""
     valid = target != ignore_index
     t = target[valid].long()
@@ -47,7 +47,7 @@ def scores(confusion: torch.Tensor) -> dict:
 class SSCMetrics:
     """Accumulates predictions over batches; ``compute()`` gives :func:`scores`."""
 
-    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_LABEL):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)

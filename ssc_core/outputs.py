@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .labels import class_colors
+from .labels import IGNORE_LABEL, class_colors
 
 GROUND_CLASSES = frozenset({'road', 'parking', 'sidewalk', 'other-ground', 'terrain'})
 OCCUPIED, FREE, UNKNOWN = 100, 0, -1
@@ -25,11 +25,11 @@ def class_ids(class_names: Sequence[str], wanted: Sequence[str] | None) -> np.nd
 def occupied_voxels(labels: np.ndarray, voxel_size: float, origin, keep: np.ndarray | None = None,
                     surface_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Centres (N, 3) float32 in metres (grid frame) and classes (N,) uint8 of the voxels whose
-    class is in ``keep`` (default: any non-empty class, 255 excluded).
+    class is in ``keep`` (default: any non-empty class, IGNORE_LABEL excluded).
 
     ``surface_only`` keeps voxels with at least one free 6-neighbour (what a viewer can see).
     """
-    mask = (labels != 0) & (labels != 255)
+    mask = (labels != 0) & (labels != IGNORE_LABEL)
     if keep is not None:
         mask &= np.isin(labels, keep)
     if surface_only:
@@ -57,7 +57,7 @@ def bird_eye_occupancy(labels: np.ndarray, fov_mask: np.ndarray, class_names: Se
     obstacle, -1 where it holds neither or the camera does not see it.
     """
     ground = np.isin(labels, [class_names.index(n) for n in GROUND_CLASSES if n in class_names])
-    obstacle = (labels != 0) & (labels != 255) & ~ground
+    obstacle = (labels != 0) & (labels != IGNORE_LABEL) & ~ground
     seen = fov_mask.any(2)
     grid = np.full(labels.shape[:2], UNKNOWN, np.int8)
     grid[ground.any(2) & seen] = FREE

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import KITTI_360_CLASSES, SEMANTIC_KITTI_CLASSES
+from .labels import KITTI_360_CLASS_FREQ, KITTI_360_CLASSES, SEMANTIC_KITTI_CLASS_FREQ, SEMANTIC_KITTI_CLASSES
 from .model import BACKBONES, PixelDecoderConfig, Symphonies
 
 
@@ -34,6 +34,9 @@ class Preset:
 
     ``cam_K`` and ``cam_from_grid`` are the dataset's calibration, used for built-in samples
     and as defaults; voxel (0, 0, 0) has its corner at ``voxel_origin`` in the grid frame.
+    ``class_frequencies``: voxel counts per class of the training split, for the cross-entropy
+    weights (None: equal weights); a training setting, not part of what a checkpoint is for, so
+    presets that differ only in it compare equal.
     """
     name: str
     model: ModelConfig
@@ -41,7 +44,14 @@ class Preset:
     cam_K: tuple[tuple[float, ...], ...]
     cam_from_grid: tuple[tuple[float, ...], ...]
     voxel_origin: tuple[float, float, float] = (0.0, -25.6, -2.0)
+    class_frequencies: tuple[float, ...] | None = field(default=None, compare=False)
     description: str = field(default='', compare=False)
+
+    def __post_init__(self):
+        freq = self.class_frequencies
+        if freq is not None and len(freq) != len(self.class_names):
+            raise ValueError(f'preset {self.name}: {len(freq)} class frequencies for '
+                             f'{len(self.class_names)} classes')
 
     @property
     def scene_size(self) -> tuple[float, float, float]:
@@ -61,7 +71,7 @@ class Preset:
 
         Raises ValueError naming the field, what it must be and what it is.
         """
-        data = _mapping(data, '', _PRESET_FIELDS)
+        data = _mapping(data, '', _PRESET_FIELDS, optional=('class_frequencies',))
         model = _mapping(data['model'], 'model', _MODEL_FIELDS)
         decoder = _mapping(model['pixel_decoder'], 'model.pixel_decoder', _DECODER_FIELDS)
         pixel_decoder = PixelDecoderConfig(**{
@@ -100,7 +110,11 @@ class Preset:
         if not isinstance(description, str) or len(description) > 2000:
             raise ValueError(f'preset: description: expected text of at most 2000 characters, '
                              f'got {_short(description)}')
-        return cls(name=name, model=config, class_names=tuple(names),
+        frequencies = data.get('class_frequencies')
+        if frequencies is not None:
+            frequencies = tuple(_number(v, 'class_frequencies', 0.0, 1e15) for v in
+                                _sequence(frequencies, 'class_frequencies', config.num_classes))
+        return cls(name=name, model=config, class_names=tuple(names), class_frequencies=frequencies,
                    cam_K=_matrix_rows(data['cam_K'], 'cam_K', 3, 3),
                    cam_from_grid=_matrix_rows(data['cam_from_grid'], 'cam_from_grid', 4, 4),
                    voxel_origin=tuple(_number(v, 'voxel_origin', -1e4, 1e4)
@@ -136,12 +150,12 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + '...'
 
 
-def _mapping(value, where: str, fields: tuple[str, ...]) -> dict:
+def _mapping(value, where: str, fields: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict:
     where = f'preset: {where}: ' if where else 'preset: '
     if not isinstance(value, dict):
         raise ValueError(f'{where}expected a mapping with keys {", ".join(fields)}, '
                          f'got {_short(value)}')
-    missing = [k for k in fields if k not in value]
+    missing = [k for k in fields if k not in value and k not in optional]
     extra = [str(k)[:40] for k in value if k not in fields]
     if missing or extra:
         raise ValueError(f'{where}missing keys [{", ".join(missing)}], '
@@ -212,6 +226,7 @@ SEMANTIC_KITTI = Preset(
     name='semantic_kitti',
     model=ModelConfig(num_classes=20, image_shape=(370, 1220)),
     class_names=SEMANTIC_KITTI_CLASSES, cam_K=_KITTI_K, cam_from_grid=_KITTI_TR,
+    class_frequencies=tuple(SEMANTIC_KITTI_CLASS_FREQ.tolist()),
     description='SemanticKITTI, image 370x1220, 20 classes (the authors\' semantic_kitti.yaml)')
 
 KITTI_360 = Preset(
@@ -219,6 +234,7 @@ KITTI_360 = Preset(
     model=ModelConfig(num_classes=19, image_shape=(376, 1408)),
     class_names=KITTI_360_CLASSES, cam_K=_KITTI_360_K,
     cam_from_grid=_rows(np.linalg.inv(_KITTI_360_CAM_TO_VELO)),
+    class_frequencies=tuple(KITTI_360_CLASS_FREQ.tolist()),
     description='SSCBench-KITTI-360, image 376x1408, 19 classes (the authors\' kitti_360.yaml)')
 
 # KITTI's camera at 320x96 (scaled from the 1241x376 odometry images).
@@ -231,6 +247,7 @@ SMALL = Preset(
                       pixel_decoder=PixelDecoderConfig(conv_dim=64, num_heads=4, num_layers=1,
                                                        feedforward_channels=128, num_groups=8)),
     class_names=SEMANTIC_KITTI_CLASSES, cam_K=_SMALL_K, cam_from_grid=_KITTI_TR,
+    class_frequencies=tuple(SEMANTIC_KITTI_CLASS_FREQ.tolist()),
     description='reduced Symphonies (ResNet-10t, width 32, 0.4 m voxels, 320x96 images) for CPU '
                 'training and the built-in model')
 

@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from ssc_core.labels import IGNORE_LABEL
+
 from .qos import INPUT_QOS
 
 
@@ -43,7 +45,7 @@ def bench_convert(runs: int) -> None:
     jobs = {'PointCloud2': lambda: conv.labels_to_cloud(labels, *args, header),
             'MarkerArray': lambda: conv.labels_to_markers(labels, *args, header),
             'OccupancyGrid': lambda: conv.labels_to_occupancy(labels, fov, *args, header)}
-    occupied = int(np.count_nonzero((labels != 0) & (labels != 255)))
+    occupied = int(np.count_nonzero((labels != 0) & (labels != IGNORE_LABEL)))
     print(f'prediction 256x256x32 (synthetic street), {occupied} occupied voxels; {runs} runs each')
     print(f'{"message":<14} {"build p50 ms":>13} {"build p95 ms":>13} {"serialize ms":>13} {"bytes":>11}')
     for name, job in jobs.items():

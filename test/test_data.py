@@ -38,6 +38,18 @@ def test_layout_is_semantic_kitti(synthetic):
     assert (synthetic / 'labels' / '08' / '000005_1_8.npy').is_file()
 
 
+def test_synthetic_voxels_have_unobserved_parts(synthetic):
+    """Like the real data: voxels inside buildings and behind them (from the sensor) are invalid,
+    and the prepared targets ignore them (255)."""
+    stem = synthetic / 'dataset' / 'sequences' / '08' / 'voxels' / '000005'
+    invalid = np.unpackbits(np.fromfile(f'{stem}.invalid', np.uint8)).reshape(256, 256, 32).astype(bool)
+    target = np.load(synthetic / 'labels' / '08' / '000005_1_1.npy')
+    assert 0.2 < invalid.mean() < 0.8, invalid.mean()
+    assert (target[invalid] == 255).all() and (target[~invalid] != 255).all()
+    building = target == SEMANTIC_KITTI.class_names.index('building')
+    assert building.sum() > 1000 and invalid[:, :, 10:].any(2).sum() > 1000  # hidden columns, high up
+
+
 def test_rendered_depth_lands_in_occupied_voxels(synthetic):
     """Image, depth and voxel labels describe the same scene: pixels lifted with their depth
     fall into labelled voxels of the class the image shows."""
@@ -91,6 +103,20 @@ def test_majority_downsampling_matches_monoscene():
     label[8:16, :8, :8] = 255
     for factor in (2, 8):
         np.testing.assert_array_equal(downsample_majority(label, factor), downsample_reference(label, factor))
+
+
+def test_raw_voxels_follow_the_official_rule(tmp_path):
+    """Raw 0 is empty; outlier (1), other-structure (52), other-object (99) — learning-map 0 — are
+    ignored (255), as in the official evaluator; invalid voxels are ignored whatever their id."""
+    raw = np.zeros(256 * 256 * 32, np.uint16)
+    raw[:7] = [0, 1, 52, 99, 10, 40, 252]
+    raw.tofile(tmp_path / 'f.label')
+    invalid = np.zeros(raw.size, bool)
+    invalid[4] = invalid[7] = True
+    np.packbits(invalid).tofile(tmp_path / 'f.invalid')
+    labels = read_raw_voxels(tmp_path / 'f').reshape(-1)
+    assert labels[:8].tolist() == [0, 255, 255, 255, 255, 9, 1, 255]
+    assert labels[8:].max() == 0
 
 
 def test_label_errors(tmp_path):

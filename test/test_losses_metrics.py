@@ -81,3 +81,20 @@ def test_local_frustums(reference_dir):
     np.testing.assert_array_equal(ids[None] == np.arange(64)[:, None, None, None],
                                   expected.reshape(shape).astype(bool))
     np.testing.assert_array_equal(dists, g['frustums_class_dists'])
+
+
+
+def test_class_weights_come_from_the_preset():
+    """Cross-entropy weights follow the preset's own class frequencies (not the class count)."""
+    import dataclasses
+
+    from ssc_core.labels import KITTI_360_CLASS_FREQ
+    from ssc_core.presets import KITTI_360, SMALL, Preset
+    from ssc_core.training import SSCModule
+
+    weights = SSCModule(preset='small').class_weights.numpy()
+    np.testing.assert_allclose(weights, class_weights(SEMANTIC_KITTI_CLASS_FREQ), rtol=1e-6)
+    assert KITTI_360.class_frequencies == tuple(KITTI_360_CLASS_FREQ.tolist())
+    assert Preset.from_dict(KITTI_360.to_dict()) == KITTI_360
+    with pytest.raises(ValueError, match='19 class frequencies for 20 classes'):
+        dataclasses.replace(SMALL, class_frequencies=KITTI_360.class_frequencies)

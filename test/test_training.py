@@ -40,18 +40,18 @@ def data(tmp_path_factory):
     return root
 
 
-def train_cmd(data, out, epochs):
+def train_cmd(data, out, epochs, *overrides):
     return tool('train', 'preset=small', 'data=synthetic', f'data.data_root={data}', f'output_dir={out}',
                 f'trainer.max_epochs={epochs}', 'trainer.limit_train_batches=2',
-                'trainer.limit_val_batches=2', 'trainer.log_every_n_steps=1', 'module.lr=1e-3')
+                'trainer.limit_val_batches=2', 'trainer.log_every_n_steps=1', 'module.lr=1e-3', *overrides)
 
 
 @pytest.fixture(scope='module')
 def trained(data, tmp_path_factory):
     """A run killed (SIGKILL) after its first checkpoint, then resumed to the end."""
     out = tmp_path_factory.mktemp('run')
-    first = subprocess.Popen(train_cmd(data, out, 3), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             env=ENV, start_new_session=True)
+    first = subprocess.Popen(train_cmd(data, out, 3, 'save_top_k=-1'), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, env=ENV, start_new_session=True)
     checkpoint = out / 'checkpoints' / 'last.ckpt'
     deadline = time.time() + 300
     while not checkpoint.exists() and first.poll() is None and time.time() < deadline:
@@ -60,7 +60,7 @@ def trained(data, tmp_path_factory):
     first.wait()
     assert first.returncode == -signal.SIGKILL, first.stderr.read().decode()[-2000:]
     killed_at = read_epoch(out / 'checkpoints' / 'last.ckpt')
-    resumed = run(train_cmd(data, out, 3))
+    resumed = run(train_cmd(data, out, 3, 'save_top_k=-1'))
     return out, killed_at, resumed
 
 
@@ -83,6 +83,43 @@ def test_resume_after_kill_continues_from_saved_epoch(trained):
     assert (out / 'csv' / 'metrics.csv').read_text().count('val/mIoU') == 1
     assert list((out / 'tensorboard').glob('events.*'))
     assert 'IoU' in resumed.stdout and 'traffic-sign' in resumed.stdout  # the per-class table
+
+
+def step_losses(out):
+    """{step: train/loss} from the run's CSV log (the last value of a step logged twice)."""
+    import csv
+    with open(out / 'csv' / 'metrics.csv') as f:
+        return {int(r['step']): float(r['train/loss']) for r in csv.DictReader(f) if r.get('train/loss')}
+
+
+def test_resumed_run_repeats_the_uninterrupted_losses(data, tmp_path):
+    """Data order, flips and dropout continue exactly: one epoch, then resumed to two, logs the
+    second epoch's step losses of a run of two epochs (four frames, each epoch a new order)."""
+    overrides = ('trainer.limit_train_batches=4', 'trainer.limit_val_batches=1')
+    whole = tmp_path / 'whole'
+    run(train_cmd(data, whole, 2, *overrides))
+    split = tmp_path / 'split'
+    run(train_cmd(data, split, 1, *overrides))
+    resumed = run(train_cmd(data, split, 2, *overrides))
+    assert 'resuming from' in resumed.stdout + resumed.stderr
+    expected, got = step_losses(whole), step_losses(split)  # the resumed run's log starts anew
+    assert sorted(expected) == list(range(8)) and sorted(got) == [4, 5, 6, 7]
+    for step in got:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
+    assert {p.name for p in (whole / 'checkpoints').glob('*.ckpt')} == {'best.ckpt', 'last.ckpt'}
+
+
+def test_bad_config_values_end_in_one_line(data, tmp_path):
+    cases = [(('module.lr=abc',), "module.lr: expected a number, got 'abc'"),
+             (('data.batch_size=1.5',), 'data.batch_size: expected an integer, got 1.5'),
+             (('save_top_k=-2',), 'save_top_k: expected -1')]
+    commands = [([*train_cmd(data, tmp_path / 'run', 1), *extra], message) for extra, message in cases]
+    commands.append((tool('train', 'preset=small', f'output_dir={tmp_path / "run"}'),
+                     'data.data_root: required, not set (add data.data_root=...)'))
+    for command, message in commands:
+        out = run(command, check=False)
+        assert out.returncode != 0 and message in out.stderr, (command, out.stderr[-2000:])
+        assert 'Traceback' not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def test_training_changes_the_weights_and_loads_as_checkpoint(trained):

@@ -3,7 +3,6 @@
 Readers of the on-disk formats (``semantic_kitti.py``, ``kitti_360.py``) only list
 :class:`FrameRecord` s; this class loads, crops, normalizes and computes the geometry.
 """
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +21,12 @@ SOURCE_GRID = (256, 256, 32)
 
 @dataclass(frozen=True)
 class FrameRecord:
-    """One frame on disk. ``target`` is the prepared ``FRAME_1_1.npy`` (None for test splits)."""
+    """One frame on disk. ``target`` is the prepared ``FRAME_1_1.npy`` (None for test splits);
+    ``depth`` is None when only stored predictions are scored."""
     sequence: str
     frame_id: str
     image: Path
-    depth: Path
+    depth: Path | None
     target: Path | None
     K: np.ndarray
     cam_from_grid: np.ndarray
@@ -43,25 +43,26 @@ class SSCDataset(torch.utils.data.Dataset):
 
     Sample keys: img (3, H, W), depth (H, W), cam_K (3, 3), cam_pose (4, 4), voxel_origin (3,),
     projected_pix (Np, 2) int64, fov_mask (Np,) bool, and with targets: target (X, Y, Z) int64
-    (255 = ignore), frustum_ids (X, Y, Z) int16, frustums_class_dists (F, C); plus sequence and
+    (IGNORE_LABEL = ignore), frustum_ids (X, Y, Z) int16, frustums_class_dists (F, C); plus sequence and
     frame_id strings.
+
+    Items are indexed by frame number, or by ``(frame number, flip)``: ``flip`` is the authors'
+    training augmentation, a horizontal flip of image, depth and target (the geometry is kept),
+    decided by the sampler (``ssc_core.training.data.EpochSampler``).
 
     Args:
         frames: from a reader. preset: network and geometry. frustum_size: frustums per image side.
-        flip: the authors' training augmentation (random horizontal flip of image, depth and target
-            with probability 0.5; the geometry is kept).
         fit: how images become the network's input (:func:`~ssc_core.frame_inputs.plan_fit`;
             ``auto`` keeps the authors' crop for KITTI-sized images).
     """
 
     def __init__(self, frames: list[FrameRecord], preset: Preset, frustum_size: int = 8,
-                 flip: bool = False, fit: str = 'auto'):
+                 fit: str = 'auto'):
         if not frames:
             raise ValueError('the dataset has no frames')
         self.frames = frames
         self.preset = preset
         self.frustum_size = frustum_size
-        self.flip = flip
         self.fit = fit
         factor = preset.model.voxel_size / SOURCE_VOXEL_SIZE
         if abs(factor - round(factor)) > 1e-6 or round(factor) not in (1, 2, 4, 8):
@@ -93,9 +94,9 @@ class SSCDataset(torch.utils.data.Dataset):
         target = read_target(path, SOURCE_GRID, num_classes)
         return downsample_majority(target, self.target_factor)
 
-    def __getitem__(self, index):
+    def __getitem__(self, key: int | tuple[int, bool]):
+        index, flip = key if isinstance(key, tuple) else (key, False)
         frame = self.frames[index]
-        flip = self.flip and random.random() > 0.5
         try:
             image = np.asarray(Image.open(frame.image).convert('RGB'))
         except OSError as e:

@@ -25,23 +25,30 @@ SPLITS = {
 LAYOUT = '\nexpected layout:' + __doc__.split('::', 1)[1].rstrip()
 
 
-def kitti_360_frames(data_root, split: str, depth_root, label_root=None, sequences=None) -> list[FrameRecord]:
-    """Frames with voxel labels of a split (or of the given drives)."""
+def kitti_360_frames(data_root, split: str, depth_root=None, label_root=None, sequences=None,
+                     all_frames: bool = False) -> list[FrameRecord]:
+    """Frames with voxel files of a split (or of the given drives), or with ``all_frames``
+    every image (no targets then). Without ``depth_root`` the records have no depth."""
+    if all_frames and label_root is not None:
+        raise ValueError('all frames have no targets: only frames with voxel files have labels')
     if sequences is None:
         if split not in SPLITS:
             raise ValueError(f'unknown split {split!r}; expected one of {list(SPLITS)}')
         sequences = SPLITS[split]
-    data_root, depth_root = Path(data_root), Path(depth_root)
+    data_root = Path(data_root)
     K, tr = np.array(KITTI_360.cam_K), np.array(KITTI_360.cam_from_grid)
     frames = []
     for drive in sequences:
         drive_dir = data_root / 'data_2d_raw' / drive
         if not drive_dir.is_dir():
             raise FileNotFoundError(f'{drive_dir}: drive not found{LAYOUT}')
-        for frame_id in sorted(p.stem for p in (drive_dir / 'voxels').glob('*.bin')):
+        images = drive_dir / 'image_00' / 'data_rect'
+        ids = (sorted(p.stem for p in images.glob('*.png')) if all_frames
+               else sorted(p.stem for p in (drive_dir / 'voxels').glob('*.bin')))
+        for frame_id in ids:
             record = FrameRecord(
-                drive, frame_id, drive_dir / 'image_00' / 'data_rect' / f'{frame_id}.png',
-                depth_root / drive / f'{frame_id}.npy',
+                drive, frame_id, images / f'{frame_id}.png',
+                Path(depth_root) / drive / f'{frame_id}.npy' if depth_root is not None else None,
                 Path(label_root) / drive / f'{frame_id}_1_1.npy' if label_root is not None else None,
                 K, tr)
             record.check_files(LAYOUT)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..labels import IGNORE_LABEL
 from ..presets import Preset
 
 # (u0, u1, v0, v1, depth in metres) of the fronto-parallel boxes.
@@ -65,6 +66,6 @@ def street_frame(preset: Preset, seed: int = 3, distance: float = 20.0) -> Stree
     offset = np.linalg.inv(tr)[:3, :3] @ np.array([0.0, 0.0, distance])
     image, depth = render(boxes, offset, K, tr, (width, height))
     labels, invalid = voxelize(boxes, offset)
-    labels[invalid] = 255
+    labels[invalid] = IGNORE_LABEL
     factor = round(preset.model.voxel_size / 0.2)
     return StreetFrame(image, depth, K, tr, downsample_majority(labels, factor))

@@ -39,36 +39,41 @@ def read_calib(path) -> tuple[np.ndarray, np.ndarray]:
     return values['P2'].reshape(3, 4)[:, :3].copy(), tr
 
 
-def semantic_kitti_frames(data_root, split: str, depth_root, label_root=None,
-                          sequences=None) -> list[FrameRecord]:
+def semantic_kitti_frames(data_root, split: str, depth_root=None, label_root=None,
+                          sequences=None, all_frames: bool = False) -> list[FrameRecord]:
     """Frames of a split (or of the given sequences).
 
-    Frames are those with voxel labels (``voxels/*.bin``) when ``label_root`` is given, else
-    every image. Missing folders or files raise with the path and the expected layout.
+    Frames are those the benchmark scores, the ones with voxel files (``voxels/*.bin``, every
+    5th image), or with ``all_frames`` every image (no targets then). Without ``depth_root``
+    the records have no depth (for scoring stored predictions). Missing folders or files raise
+    with the path and the expected layout.
     """
+    if all_frames and label_root is not None:
+        raise ValueError('all frames have no targets: only frames with voxel files have labels')
     if sequences is None:
         if split not in SPLITS:
             raise ValueError(f'unknown split {split!r}; expected one of {list(SPLITS)}')
         sequences = SPLITS[split]
-    data_root, depth_root = Path(data_root), Path(depth_root)
+    data_root = Path(data_root)
     frames = []
     for seq in sequences:
         seq_dir = data_root / 'dataset' / 'sequences' / seq
         if not seq_dir.is_dir():
             raise FileNotFoundError(f'{seq_dir}: sequence {seq} not found{LAYOUT}')
         K, tr = read_calib(seq_dir / 'calib.txt')
-        if label_root is not None:
-            ids = sorted(p.stem for p in (seq_dir / 'voxels').glob('*.bin'))
-        else:
+        if all_frames:
             ids = sorted(p.stem for p in (seq_dir / 'image_2').glob('*.png'))
+        else:
+            ids = sorted(p.stem for p in (seq_dir / 'voxels').glob('*.bin'))
         for frame_id in ids:
             record = FrameRecord(
                 seq, frame_id, seq_dir / 'image_2' / f'{frame_id}.png',
-                depth_root / 'sequences' / seq / f'{frame_id}.npy',
+                Path(depth_root) / 'sequences' / seq / f'{frame_id}.npy' if depth_root is not None else None,
                 Path(label_root) / seq / f'{frame_id}_1_1.npy' if label_root is not None else None,
                 K, tr)
             record.check_files(LAYOUT)
             frames.append(record)
     if not frames:
-        raise ValueError(f'no frames in sequences {list(sequences)} under {data_root}{LAYOUT}')
+        what = 'images' if all_frames else 'voxel files (voxels/*.bin; every image: all frames)'
+        raise ValueError(f'no {what} in sequences {list(sequences)} under {data_root}{LAYOUT}')
     return frames

@@ -9,6 +9,7 @@ Written per sequence ``XX``::
     <root>/dataset/sequences/XX/calib.txt, poses.txt, times.txt
     <root>/dataset/sequences/XX/image_2/FFFFFF.png                    every frame
     <root>/dataset/sequences/XX/voxels/FFFFFF.bin|.label|.invalid     every ``label_every`` frames
+                                         (only .bin without ground truth, like the test split)
     <root>/depth/sequences/XX/FFFFFF.npy                              float32 metres
 
 The calibration's ``P2`` has no baseline offset, so ``P2[:3, :3]`` with ``Tr`` (what the network
@@ -108,9 +109,35 @@ def ground_label(y: np.ndarray) -> np.ndarray:
                     np.where(ay < SIDEWALK_OUTER, _class_id('sidewalk'), _class_id('terrain')))
 
 
+def hidden_from_sensor(labels: np.ndarray, samples: int = 64) -> np.ndarray:
+    """(X, Y, Z) bool: voxels the lidar at the grid frame's origin cannot see, as the real data's
+    ``.invalid`` marks them: the inside of buildings (under a shell of two voxels), and every
+    column behind a building seen from the sensor (a bird's-eye shadow; the building's own
+    columns stay visible)."""
+    building = labels == _class_id('building')
+    inside = building
+    for _ in range(2):                               # erode twice: the six neighbours are building
+        shell = inside.copy()
+        for axis in range(3):
+            for shift in (-1, 1):
+                shell &= np.roll(inside, shift, axis)
+        inside = shell
+    walls = building.any(2)                          # (X, Y) columns holding a building
+    sensor = -VOXEL_ORIGIN[:2] / VOXEL_SIZE          # sensor position in (x, y) cell units
+    cells = np.stack(np.meshgrid(*(np.arange(n) + 0.5 for n in GRID_SHAPE[:2]), indexing='ij'), -1)
+    t = np.linspace(0, 1, samples, endpoint=False)[:, None, None, None]
+    points = sensor + t * (cells - sensor)           # (samples, X, Y, 2) along each sight line
+    idx = np.clip(np.floor(points).astype(int), 0, np.array(GRID_SHAPE[:2]) - 1)
+    crossed = walls[idx[..., 0], idx[..., 1]]
+    own = (idx[..., 0] == np.arange(GRID_SHAPE[0])[:, None]) & (idx[..., 1] == np.arange(GRID_SHAPE[1]))
+    shadow = (crossed & ~own).any(0) & ~walls
+    return inside | shadow[:, :, None]
+
+
 def voxelize(boxes: list[Box], offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (X, Y, Z) uint8 in the 20-class map and the unobserved mask, for the grid of a
-    velodyne frame whose origin is at ``offset`` (3,) in the scene frame."""
+    """Labels (X, Y, Z) uint8 in the 20-class map and the unobserved mask (below the ground
+    slab, and :func:`hidden_from_sensor`), for the grid of a velodyne frame whose origin is at
+    ``offset`` (3,) in the scene frame."""
     centers = [VOXEL_ORIGIN[a] + VOXEL_SIZE * (np.arange(n) + 0.5) + offset[a]
                for a, n in enumerate(GRID_SHAPE)]
     y = centers[1][None, :, None]
@@ -126,7 +153,7 @@ def voxelize(boxes: list[Box], offset: np.ndarray) -> tuple[np.ndarray, np.ndarr
         if all(len(r) for r in ranges):
             labels[np.ix_(*ranges)] = box.label
             invalid[np.ix_(*ranges)] = False
-    return labels, invalid
+    return labels, invalid | hidden_from_sensor(labels)
 
 
 def render(boxes: list[Box], offset: np.ndarray, K: np.ndarray, cam_from_velo: np.ndarray,
@@ -190,8 +217,9 @@ def _matrix_line(name: str, m: np.ndarray) -> str:
 
 
 def write_sequence(root, sequence: str, num_frames: int, image_size=KITTI_IMAGE_SIZE,
-                   label_every: int = 5, seed: int = 0) -> Path:
-    """Write one sequence in the SemanticKITTI layout under ``root``; returns its folder."""
+                   label_every: int = 5, seed: int = 0, ground_truth: bool = True) -> Path:
+    """Write one sequence in the SemanticKITTI layout under ``root``; returns its folder.
+    Without ``ground_truth`` the voxel folder holds only the input ``.bin`` files."""
     root = Path(root)
     seq_dir = root / 'dataset' / 'sequences' / sequence
     depth_dir = root / 'depth' / 'sequences' / sequence
@@ -220,17 +248,20 @@ def write_sequence(root, sequence: str, num_frames: int, image_size=KITTI_IMAGE_
         np.save(depth_dir / f'{name}.npy', depth)
         if frame % label_every == 0:
             labels, invalid = voxelize(boxes, offset)
-            write_voxels(seq_dir / 'voxels' / name, labels, invalid)
+            write_voxels(seq_dir / 'voxels' / name, labels, invalid, ground_truth)
     return seq_dir
 
 
-def write_voxels(stem: Path, labels: np.ndarray, invalid: np.ndarray) -> None:
-    """SemanticKITTI voxel files: ``.label`` uint16 raw ids, ``.bin`` / ``.invalid`` bit-packed."""
+def write_voxels(stem: Path, labels: np.ndarray, invalid: np.ndarray, ground_truth: bool = True) -> None:
+    """SemanticKITTI voxel files: ``.label`` uint16 raw ids, ``.bin`` / ``.invalid`` bit-packed
+    (only ``.bin`` without ``ground_truth``)."""
+    np.packbits(labels.reshape(-1) != 0).tofile(f'{stem}.bin')
+    if not ground_truth:
+        return
     inverse = np.zeros(256, np.uint16)
     for train_id, raw in SEMANTIC_KITTI_LEARNING_MAP_INV.items():
         inverse[train_id] = raw
     raw = inverse[labels.reshape(-1)]
     raw[invalid.reshape(-1)] = 0
     raw.astype(np.uint16).tofile(f'{stem}.label')
-    np.packbits(labels.reshape(-1) != 0).tofile(f'{stem}.bin')
     np.packbits(invalid.reshape(-1)).tofile(f'{stem}.invalid')

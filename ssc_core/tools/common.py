@@ -9,13 +9,21 @@ from ..predictor import Predictor
 from ..presets import PRESETS
 
 
-def add_dataset_arguments(parser: argparse.ArgumentParser, split_default: str, labels: bool) -> None:
-    parser.add_argument('--checkpoint', required=True,
-                        help='weights (ours, a training run\'s or the authors\')')
+def add_dataset_arguments(parser: argparse.ArgumentParser, split_default: str, labels: bool,
+                          predictions: bool = False) -> None:
+    """The shared arguments; with ``predictions``, ``--predictions DIR`` may replace
+    ``--checkpoint`` (and ``--depth-root`` is then not needed)."""
+    weights_help = 'weights (ours, a training run\'s or the authors\')'
+    if predictions:
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument('--checkpoint', help=weights_help)
+        source.add_argument('--predictions', help='stored predictions to score instead (test/infer output)')
+    else:
+        parser.add_argument('--checkpoint', required=True, help=weights_help)
     parser.add_argument('--preset', choices=sorted(PRESETS), help='default: from the checkpoint')
     parser.add_argument('--dataset', default='semantic_kitti', choices=sorted(READERS))
     parser.add_argument('--data-root', required=True)
-    parser.add_argument('--depth-root', required=True)
+    parser.add_argument('--depth-root', required=not predictions)
     if labels:
         parser.add_argument('--label-root', required=True)
     parser.add_argument('--split', default=split_default)
@@ -25,11 +33,14 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, split_default: str, l
     parser.add_argument('--num-workers', type=int, default=2)
 
 
-def load_frames(args, with_labels: bool):
+def load_frames(args, with_labels: bool, all_frames: bool = False):
+    """The frames with voxel files of ``--split``/``--sequences`` (every image with
+    ``all_frames``); a missing path ends the tool with one line."""
     reader = READERS[args.dataset]
     try:
         return reader(args.data_root, args.split, args.depth_root,
-                      args.label_root if with_labels else None, sequences=args.sequences)
+                      args.label_root if with_labels else None, sequences=args.sequences,
+                      all_frames=all_frames)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'{Path(sys.argv[0]).stem}: {e}')
 

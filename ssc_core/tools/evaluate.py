@@ -1,10 +1,15 @@
-"""Evaluate a checkpoint on a split: print the metric table and save it as JSON.
+"""Evaluate a checkpoint, or stored predictions, on a split: print the metric table and save it
+as JSON.
 
     python -m ssc_core.tools.evaluate --checkpoint symphonies.safetensors --data-root /data/kitti \\
         --depth-root /data/depth --label-root /data/labels --split val --output metrics.json
+    python -m ssc_core.tools.evaluate --predictions submission --data-root /data/kitti \\
+        --label-root /data/labels --split val
 
---devices N runs N processes (GPUs, or CPU processes with gloo); the metrics are summed over
-all of them, so the table is the same as with one process.
+--predictions scores what `test` (SUB/sequences/XX/predictions/FRAME.label) or `infer`
+(OUT/XX/FRAME.npy) wrote, like the official evaluate_completion.py. --devices N runs N processes
+(GPUs, or CPU processes with gloo); the metrics are summed over all of them, so the table is the
+same as with one process.
 """
 import argparse
 import sys
@@ -14,24 +19,20 @@ import torch
 
 from ..checkpoint import CheckpointError, load_model
 from ..data.dataset import SSCDataset
-from ..evaluation import write_json
+from ..data.labels import LabelError
+from ..evaluation import score_predictions, write_json
+from ..presets import get_preset
 from ..training import SSCModule
 from ..training.module import format_scores
 from .common import add_dataset_arguments, load_frames
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_dataset_arguments(parser, 'val', labels=True)
-    parser.add_argument('--devices', type=int, default=1, help='processes (one per GPU on CUDA)')
-    parser.add_argument('--output', help='JSON file for the metrics')
-    args = parser.parse_args(argv)
+def checkpoint_scores(args, frames) -> tuple[dict, str]:
+    """Run the checkpoint over the frames (Lightning, ``--devices`` processes); None off rank 0."""
     try:
         model, preset = load_model(args.checkpoint, args.preset)
     except CheckpointError as e:
         sys.exit(f'evaluate: {e}')
-    frames = load_frames(args, with_labels=True)
     dataset = SSCDataset(frames, preset)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.num_workers)
     module = SSCModule(preset=preset.name)
@@ -41,13 +42,34 @@ def main(argv=None):
                         strategy='ddp' if args.devices > 1 else 'auto', logger=False,
                         enable_checkpointing=False, enable_model_summary=False)
     trainer.validate(module, loader, verbose=False)
-    if not trainer.is_global_zero:
-        return
-    scores = module.last_val_scores
+    return (module.last_val_scores if trainer.is_global_zero else None), preset
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataset_arguments(parser, 'val', labels=True, predictions=True)
+    parser.add_argument('--devices', type=int, default=1, help='processes (one per GPU on CUDA)')
+    parser.add_argument('--output', help='JSON file for the metrics')
+    args = parser.parse_args(argv)
+    if args.checkpoint and not args.depth_root:
+        parser.error('--checkpoint needs --depth-root (the network reads depth)')
+    frames = load_frames(args, with_labels=True)
+    if args.predictions:
+        preset = get_preset(args.preset or 'semantic_kitti')
+        try:
+            scores, _ = score_predictions(args.predictions, frames, preset.class_names)
+        except (OSError, LabelError) as e:
+            sys.exit(f'evaluate: {e}')
+    else:
+        scores, preset = checkpoint_scores(args, frames)
+        if scores is None:
+            return
     print(format_scores(scores, preset.class_names, f'{args.split} ({len(frames)} frames)'))
     if args.output:
         write_json(args.output, {
-            'checkpoint': str(args.checkpoint), 'preset': preset.name, 'split': args.split,
+            'checkpoint': args.checkpoint, 'predictions': args.predictions,
+            'preset': preset.name, 'split': args.split,
             'sequences': sorted({f.sequence for f in frames}), 'frames': len(frames),
             'IoU': scores['IoU'], 'Precision': scores['Precision'], 'Recall': scores['Recall'],
             'mIoU': scores['mIoU'],

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation import predict_frames, write_atomic
+from ..evaluation import predict_frames
+from ..files import write_atomic
 from .common import add_dataset_arguments, load_frames, load_predictor
 
 
@@ -21,7 +22,7 @@ def main(argv=None):
     add_dataset_arguments(parser, 'val', labels=False)
     parser.add_argument('--output', required=True)
     args = parser.parse_args(argv)
-    frames = load_frames(args, with_labels=False)
+    frames = load_frames(args, with_labels=False, all_frames=True)
     predictor = load_predictor(args)
     for frame, labels in predict_frames(predictor, frames, args.batch_size, args.num_workers):
         buffer = io.BytesIO()

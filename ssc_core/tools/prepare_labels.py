@@ -6,7 +6,6 @@ ids, invalid = 255) and ``FRAME_1_8.npy`` (MonoScene's majority downsampling).
 Existing outputs are kept unless --overwrite; files are written atomically.
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..data.labels import LabelError, downsample_majority, read_raw_voxels
+from ..files import atomic_path
 
 
 def prepare_frame(stem: Path, out_dir: Path, overwrite: bool = False) -> bool:
@@ -22,11 +22,9 @@ def prepare_frame(stem: Path, out_dir: Path, overwrite: bool = False) -> bool:
     if not overwrite and all(p.is_file() for p in outputs.values()):
         return False
     labels = read_raw_voxels(stem)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for factor, path in outputs.items():
-        tmp = path.with_name(path.name + '.tmp.npy')
-        np.save(tmp, downsample_majority(labels, factor))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+            np.save(f, downsample_majority(labels, factor))
     return True
 
 

@@ -4,7 +4,9 @@ the benchmark colours, the camera frustum, the camera image and a legend.
     python -m ssc_core.tools.render --prediction outputs/infer/08/000005.npy \\
         --target labels/08/000005_1_1.npy --image .../image_2/000005.png --out frame.png
 
-Predictions are .npy label grids (infer) or benchmark .label files (test).
+Predictions are .npy label grids (infer) or benchmark .label files (test). The preset (grid,
+classes, camera) is the one whose grid has the prediction's shape (semantic_kitti for
+256x256x32, small for 128x128x16) unless --preset names another.
 """
 import argparse
 import sys
@@ -13,23 +15,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.labels import LabelError, downsample_majority, learning_lut, read_target
-from ..labels import SEMANTIC_KITTI_LEARNING_MAP
-from ..presets import PRESETS, get_preset
+from ..data.labels import LabelError, downsample_majority, prediction_shape, read_prediction, read_target
+from ..presets import PRESETS, Preset, get_preset
 from ..render import render_scene
 
 
-def read_grid(path: Path, shape, num_classes: int) -> np.ndarray:
-    """A label grid from .npy (class ids) or a benchmark .label (raw ids, uint16)."""
-    if path.suffix == '.label':
-        raw = np.fromfile(path, np.uint16)
-        if raw.size != np.prod(shape):
-            raise LabelError(f'{path}: {raw.size} voxels, expected {int(np.prod(shape))}')
-        ids = learning_lut(SEMANTIC_KITTI_LEARNING_MAP)[raw]
-        if (ids < 0).any():
-            raise LabelError(f'{path}: raw ids {np.unique(raw[ids < 0])[:10].tolist()} not in the map')
-        return ids.astype(np.uint8).reshape(shape)
-    return read_target(path, shape, num_classes)
+def preset_for_prediction(path: Path) -> Preset:
+    """The first preset (in PRESETS order) whose output grid has the prediction's shape."""
+    shape = prediction_shape(path)
+    for preset in PRESETS.values():
+        if preset.model.scene_shape == tuple(shape):
+            return preset
+    known = ', '.join(f'{p.name} {p.model.scene_shape}' for p in PRESETS.values())
+    raise LabelError(f'{path}: grid {tuple(shape)} fits no preset ({known}); pass --preset')
 
 
 def main(argv=None):
@@ -38,20 +36,20 @@ def main(argv=None):
     parser.add_argument('--prediction', required=True, type=Path)
     parser.add_argument('--target', type=Path, help='ground truth (FRAME_1_1.npy) to show beside it')
     parser.add_argument('--image', type=Path, help='the camera image')
-    parser.add_argument('--preset', default='semantic_kitti', choices=sorted(PRESETS),
-                        help='grid, classes and camera of the prediction')
+    parser.add_argument('--preset', choices=sorted(PRESETS),
+                        help='grid, classes and camera of the prediction (default: by its shape)')
     parser.add_argument('--out', required=True, type=Path)
     args = parser.parse_args(argv)
-    preset = get_preset(args.preset)
-    cfg = preset.model
     try:
-        panels = {'prediction': read_grid(args.prediction, cfg.scene_shape, cfg.num_classes)}
+        preset = get_preset(args.preset) if args.preset else preset_for_prediction(args.prediction)
+        cfg = preset.model
+        panels = {'prediction': read_prediction(args.prediction, cfg.scene_shape, cfg.num_classes)}
         if args.target:
             target = read_target(args.target, (256, 256, 32), cfg.num_classes)
             factor = round(cfg.voxel_size / 0.2)
             panels['ground truth'] = downsample_majority(target, factor)
         image = np.asarray(Image.open(args.image).convert('RGB')) if args.image else None
-    except (LabelError, OSError) as e:
+    except (OSError, ValueError) as e:  # LabelError is a ValueError
         sys.exit(f'render: {e}')
     height, width = cfg.image_shape
     camera = (np.array(preset.cam_K), np.array(preset.cam_from_grid), (width, height))

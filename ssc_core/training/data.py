@@ -1,10 +1,36 @@
 """Lightning data module over the dataset readers."""
+import math
+
 import lightning as L
+import numpy as np
 import torch
 
 from ..data.dataset import SSCDataset
 from ..data.readers import READERS
 from ..presets import get_preset
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """The training order and flips as functions of (seed, epoch) alone, so a resumed run draws
+    exactly what an uninterrupted one draws. Yields ``(index, flip)`` keys of this process's share
+    (every ``world_size``-th of the shuffled order from ``rank``, padded like DistributedSampler)."""
+
+    def __init__(self, size: int, seed: int, flip: bool, epoch: int = 0, rank: int = 0, world_size: int = 1):
+        self.size, self.seed, self.flip = size, seed, flip
+        self.epoch, self.rank, self.world_size = epoch, rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return math.ceil(self.size / self.world_size)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.size)
+        flips = rng.random(self.size) < 0.5 if self.flip else np.zeros(self.size, bool)
+        share = np.resize(order, len(self) * self.world_size)[self.rank::self.world_size]
+        return iter([(int(i), bool(flips[i])) for i in share])
 
 
 class SSCDataModule(L.LightningDataModule):
@@ -13,12 +39,14 @@ class SSCDataModule(L.LightningDataModule):
     Args:
         dataset: 'semantic_kitti' or 'kitti_360' (the on-disk layout).
         preset: network/geometry preset name. data_root, depth_root, label_root: folders.
+        flip: the authors' training augmentation (horizontal flip of image, depth and target with
+            probability 0.5). seed: of the training order and flips (:class:`EpochSampler`).
         splits: optional {split: [sequences]} overriding the dataset's standard splits.
     """
 
     def __init__(self, dataset: str, preset: str, data_root: str, depth_root: str, label_root: str,
                  batch_size: int = 1, num_workers: int = 4, frustum_size: int = 8,
-                 flip: bool = True, splits: dict | None = None):
+                 flip: bool = True, splits: dict | None = None, seed: int = 0):
         super().__init__()
         if dataset not in READERS:
             raise ValueError(f'data.dataset: expected one of {list(READERS)}, got {dataset!r}')
@@ -26,14 +54,14 @@ class SSCDataModule(L.LightningDataModule):
         self.preset = get_preset(preset)
         self.roots = dict(data_root=data_root, depth_root=depth_root, label_root=label_root)
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.frustum_size, self.flip = frustum_size, flip
+        self.frustum_size, self.flip, self.seed = frustum_size, flip, seed
         self.splits = dict(splits or {})
 
     def dataset(self, split: str, with_targets: bool = True) -> SSCDataset:
         roots = dict(self.roots) if with_targets else {**self.roots, 'label_root': None}
         frames = self.reader(roots['data_root'], split, roots['depth_root'], roots['label_root'],
                              sequences=self.splits.get(split))
-        return SSCDataset(frames, self.preset, self.frustum_size, flip=self.flip and split == 'train')
+        return SSCDataset(frames, self.preset, self.frustum_size)
 
     def setup(self, stage: str) -> None:
         """List and check the frames of the stage's splits (errors name the missing paths)."""
@@ -43,16 +71,32 @@ class SSCDataModule(L.LightningDataModule):
             if split not in self.datasets:
                 self.datasets[split] = self.dataset(split, with_targets=split != 'test')
 
-    def _loader(self, split, shuffle):
+    def _process_share(self) -> tuple[int, int, int]:
+        """(epoch, rank, world size) of the running trainer; (0, 0, 1) without one."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0, 1
+        return trainer.current_epoch, trainer.global_rank, trainer.world_size
+
+    def _loader(self, split):
+        dataset = self.datasets[split]
+        epoch, rank, world_size = self._process_share()
+        if split == 'train':
+            sampler = EpochSampler(len(dataset), self.seed, self.flip, epoch, rank, world_size)
+        elif world_size > 1:
+            sampler = torch.utils.data.DistributedSampler(dataset, world_size, rank, shuffle=False)
+        else:
+            sampler = None
+        # The loaders' own generator: creating their iterators leaves the global RNG (dropout) alone.
         return torch.utils.data.DataLoader(
-            self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+            dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self):
-        return self._loader('train', shuffle=True)
+        return self._loader('train')
 
     def val_dataloader(self):
-        return self._loader('val', shuffle=False)
+        return self._loader('val')
 
     def test_dataloader(self):
-        return self._loader('test', shuffle=False)
+        return self._loader('test')

@@ -4,12 +4,11 @@ import torch
 
 from ..checkpoint import check_state_dict, read_state_dict
 from ..frame_inputs import NETWORK_INPUTS
-from ..labels import KITTI_360_CLASS_FREQ, SEMANTIC_KITTI_CLASS_FREQ, class_weights
+from ..labels import class_weights
 from ..losses import ce_ssc_loss, frustum_proportion_loss, geo_scal_loss, sem_scal_loss
 from ..metrics import SSCMetrics
 from ..presets import Preset, get_preset
-
-CLASS_FREQUENCIES = {20: SEMANTIC_KITTI_CLASS_FREQ, 19: KITTI_360_CLASS_FREQ}
+from .random_state import rng_states, set_rng_states
 
 
 class SSCModule(L.LightningModule):
@@ -29,7 +28,7 @@ class SSCModule(L.LightningModule):
         self.preset: Preset = get_preset(preset)
         self.model = self.preset.model.build()
         num_classes = self.preset.model.num_classes
-        freq = CLASS_FREQUENCIES.get(num_classes)
+        freq = self.preset.class_frequencies  # None: equal weights
         weights = class_weights(freq) if freq is not None else torch.ones(num_classes).numpy()
         self.register_buffer('class_weights', torch.from_numpy(weights), persistent=False)
         self.criterions = tuple(criterions)
@@ -78,8 +77,23 @@ class SSCModule(L.LightningModule):
         # Every process holds the same all-reduced scores.
         self.log_dict({f'val/{k}': scores[k] for k in ('mIoU', 'IoU', 'Precision', 'Recall')})
         self.last_val_scores = scores
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+        fitting = self.trainer.state.fn == 'fit' and not self.trainer.sanity_checking
+        if self.trainer.is_global_zero and fitting:  # evaluate prints its own table
             print(format_scores(scores, self.preset.class_names, f'epoch {self.current_epoch}'))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint['rng_states'] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_rng_states = checkpoint.get('rng_states')
+
+    def on_train_start(self) -> None:
+        """On resume, the generators continue from where the checkpoint left them (dropout draws
+        as in an uninterrupted run; the loaders draw from their own generators)."""
+        states = getattr(self, '_resumed_rng_states', None)
+        if states is not None:
+            set_rng_states(states)
+            self._resumed_rng_states = None
 
     def configure_optimizers(self):
         encoder, rest = [], []

@@ -29,7 +29,7 @@ setup(
             'ssc_convert = ssc_core.tools.convert:main',
             'ssc_train = ssc_core.tools.train:main',
             'ssc_evaluate = ssc_core.tools.evaluate:main',
-            'ssc_test = ssc_core.tools.test:main',
+            'ssc_submit = ssc_core.tools.submit:main',
             'ssc_infer = ssc_core.tools.infer:main',
             'ssc_render = ssc_core.tools.render:main',
             'ssc_prepare_labels = ssc_core.tools.prepare_labels:main',

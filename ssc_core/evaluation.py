@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 
 from .data.dataset import SOURCE_GRID, FrameRecord, SSCDataset
-from .data.labels import downsample_majority, prediction_shape, read_prediction, read_target
+from .data.label_files import downsample_majority, prediction_shape, read_prediction, read_target
 from .files import write_atomic
 from .frame_inputs import NETWORK_INPUTS
 from .labels import SEMANTIC_KITTI_CLASSES, SEMANTIC_KITTI_LEARNING_MAP_INV

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backends.onnxruntime_backend import METADATA_KEY
 from .files import atomic_path
 from .frame_inputs import NETWORK_INPUTS
 from .model import Symphonies
-from .presets import Preset
+from .presets import ONNX_METADATA_KEY, Preset
 
 OPSET = 20  # 5-D grid_sample and current attention ops
 
@@ -46,7 +45,7 @@ def export_onnx(model: Symphonies, preset: Preset, inputs: dict[str, torch.Tenso
                                     input_names=list(NETWORK_INPUTS), output_names=['labels', 'logits'])
     proto = program.model_proto
     entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(preset.to_dict())
+    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(preset.to_dict())
     with atomic_path(path) as tmp:
         onnx.save_model(proto, str(tmp), save_as_external_data=False)
         onnx.checker.check_model(str(tmp))

@@ -53,7 +53,7 @@ def class_weights(frequencies) -> np.ndarray:
 
 # SemanticKITTI raw label id → 20-class training id (semantic-kitti.yaml ``learning_map``).
 # For voxels, ids mapped to 0 other than raw 0 (outlier, other-structure, other-object) are not
-# empty space but IGNORE_LABEL: the official evaluator's rule (see ssc_core.data.labels.voxel_lut).
+# empty space but IGNORE_LABEL: the official evaluator's rule (see ssc_core.data.label_files.voxel_lut).
 SEMANTIC_KITTI_LEARNING_MAP = {
     0: 0, 1: 0, 10: 1, 11: 2, 13: 5, 15: 3, 16: 5, 18: 4, 20: 5, 30: 6, 31: 7, 32: 8, 40: 9,
     44: 10, 48: 11, 49: 12, 50: 13, 51: 14, 52: 0, 60: 9, 70: 15, 71: 16, 72: 17, 80: 18, 81: 19,

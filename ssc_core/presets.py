@@ -8,6 +8,8 @@ import numpy as np
 from .labels import KITTI_360_CLASS_FREQ, KITTI_360_CLASSES, SEMANTIC_KITTI_CLASS_FREQ, SEMANTIC_KITTI_CLASSES
 from .model import BACKBONES, PixelDecoderConfig, Symphonies
 
+ONNX_METADATA_KEY = 'ssc_ros.preset'  # an exported .onnx file carries its preset (JSON) under this key
+
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ssc_core.data.dataset import SSCDataset
-from ssc_core.data.labels import LabelError, downsample_majority, read_raw_voxels, read_target
+from ssc_core.data.label_files import LabelError, downsample_majority, read_raw_voxels, read_target
 from ssc_core.data.semantic_kitti import read_calib, semantic_kitti_frames
 from ssc_core.data.synthetic import write_voxels
 from ssc_core.geometry import grid_shape

@@ -3,7 +3,7 @@
 
 Synthetic sequences in the real layout, 256x256x32 voxels: validation sequence 08 with raw ids
 1/52/99 (learning-map 0, not empty), invalid voxels and unlabelled frames between the labelled
-ones; test sequences 11-21 with input voxels only. Predictions come from the `test` tool with the
+ones; test sequences 11-21 with input voxels only. Predictions come from the `submit` tool with the
 built-in model, from the ground truth itself (an oracle) and from a corrupted ground truth.
 """
 import json
@@ -146,7 +146,7 @@ def test_builtin_model_submission_is_valid_and_scored_alike(kitti, tmp_path):
     accepts the bundle; with --all-frames it refuses it. On sequence 08 the official evaluator and
     ours agree on the same submission files."""
     submission = tmp_path / 'submission'
-    out = tool('test', '--checkpoint', BUILTIN_CHECKPOINT, '--data-root', kitti,
+    out = tool('submit', '--checkpoint', BUILTIN_CHECKPOINT, '--data-root', kitti,
                '--depth-root', kitti / 'depth', '--output', submission, '--zip', '--num-workers', 0)
     assert f'wrote {len(TEST_SEQUENCES)} predictions' in out.stdout
     for seq in TEST_SEQUENCES:
@@ -156,7 +156,7 @@ def test_builtin_model_submission_is_valid_and_scored_alike(kitti, tmp_path):
                        kitti / 'dataset', check=False)
     assert checked.returncode == 0 and 'Everything ready for submission' in checked.stdout, checked.stdout
 
-    tool('test', '--checkpoint', BUILTIN_CHECKPOINT, '--data-root', kitti, '--depth-root', kitti / 'depth',
+    tool('submit', '--checkpoint', BUILTIN_CHECKPOINT, '--data-root', kitti, '--depth-root', kitti / 'depth',
          '--sequences', '11', '--output', submission, '--zip', '--num-workers', 0, '--all-frames')
     assert sorted(p.name for p in (submission / 'sequences' / '11' / 'predictions').iterdir()) == [
         '000000.label', '000001.label']
@@ -165,7 +165,7 @@ def test_builtin_model_submission_is_valid_and_scored_alike(kitti, tmp_path):
     assert refused.returncode != 0 and 'unneeded predictions' in refused.stdout
 
     val = tmp_path / 'val'
-    tool('test', '--checkpoint', BUILTIN_CHECKPOINT, '--data-root', kitti, '--depth-root', kitti / 'depth',
+    tool('submit', '--checkpoint', BUILTIN_CHECKPOINT, '--data-root', kitti, '--depth-root', kitti / 'depth',
          '--sequences', '08', '--output', val, '--num-workers', 0)
     assert sorted(p.name for p in (val / 'sequences' / '08' / 'predictions').iterdir()) == [
         '000000.label', '000005.label']

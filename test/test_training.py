@@ -181,7 +181,7 @@ def test_submission_files(tmp_path):
     run(tool('make_synthetic', root, '--sequences', '11', '--frames', 1, '--label-every', 100))
     torch.manual_seed(0)
     ckpt = save_checkpoint(SEMANTIC_KITTI.model.build(), SEMANTIC_KITTI, tmp_path / 'sk.safetensors')
-    run(tool('test', '--checkpoint', ckpt, '--data-root', root, '--depth-root', root / 'depth',
+    run(tool('submit', '--checkpoint', ckpt, '--data-root', root, '--depth-root', root / 'depth',
              '--sequences', '11', '--output', tmp_path / 'submission', '--num-workers', 0))
     label = tmp_path / 'submission' / 'sequences' / '11' / 'predictions' / '000000.label'
     raw = np.fromfile(label, np.uint16)

@@ -6,11 +6,10 @@ import numpy as np
 import torch
 
 from ..checkpoint import CheckpointError, preset_from_json
-from ..presets import Preset
+from ..presets import ONNX_METADATA_KEY, Preset
 from .torch_backend import to_numpy
 
 log = logging.getLogger('ssc_core.onnxruntime')
-METADATA_KEY = 'ssc_ros.preset'
 GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
 CPU_PROVIDER = 'CPUExecutionProvider'
 
@@ -27,9 +26,10 @@ def read_preset(path) -> Preset:
     except Exception as e:  # protobuf and onnx raise many types for a bad file
         raise CheckpointError(f'{path}: not a readable ONNX model ({type(e).__name__}: {e})') from None
     meta = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in meta:
-        raise CheckpointError(f'{path}: no {METADATA_KEY} metadata; export it with ssc_core.tools.export')
-    preset = preset_from_json(meta[METADATA_KEY], path)
+    if ONNX_METADATA_KEY not in meta:
+        raise CheckpointError(f'{path}: no {ONNX_METADATA_KEY} metadata; '
+                              'export it with ssc_core.tools.export')
+    preset = preset_from_json(meta[ONNX_METADATA_KEY], path)
     external = _external_tensor(model)
     if external is not None:
         raise CheckpointError(f'{path}: tensor {external[:100]} keeps its data in another file; '

@@ -13,7 +13,7 @@ from PIL import Image
 from ..frame_inputs import frame_inputs, plan_fit, project_grids
 from ..geometry import frustum_cells, local_frustums
 from ..presets import Preset
-from .labels import downsample_majority, read_target
+from .label_files import downsample_majority, read_target
 
 SOURCE_VOXEL_SIZE = 0.2   # prepared targets are 0.2 m (FRAME_1_1.npy) and 1.6 m (FRAME_1_8.npy)
 SOURCE_GRID = (256, 256, 32)

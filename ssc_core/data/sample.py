@@ -56,7 +56,7 @@ class StreetFrame(Frame):
 def street_frame(preset: Preset, seed: int = 3, distance: float = 20.0) -> StreetFrame:
     """A procedural street (``ssc_core.data.synthetic``) seen through the preset's camera after
     driving ``distance`` metres, with its voxel labels at the preset's output grid."""
-    from .labels import downsample_majority
+    from .label_files import downsample_majority
     from .synthetic import make_scene, render, voxelize
 
     height, width = preset.image_shape

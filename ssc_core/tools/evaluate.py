@@ -19,7 +19,7 @@ import torch
 
 from ..checkpoint import CheckpointError, load_model
 from ..data.dataset import SSCDataset
-from ..data.labels import LabelError
+from ..data.label_files import LabelError
 from ..evaluation import score_predictions, write_json
 from ..presets import get_preset
 from ..training import SSCModule

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..data.labels import LabelError, downsample_majority, read_raw_voxels
+from ..data.label_files import LabelError, downsample_majority, read_raw_voxels
 from ..files import atomic_path
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.labels import LabelError, downsample_majority, prediction_shape, read_prediction, read_target
+from ..data.label_files import LabelError, downsample_majority, prediction_shape, read_prediction, read_target
 from ..presets import PRESETS, Preset, get_preset
 from ..render import render_scene
 

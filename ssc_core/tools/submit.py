@@ -1,6 +1,6 @@
 """Write SemanticKITTI benchmark submission files for a split (default: test).
 
-    python -m ssc_core.tools.test --checkpoint symphonies.safetensors --data-root /data/kitti \\
+    python -m ssc_core.tools.submit --checkpoint symphonies.safetensors --data-root /data/kitti \\
         --depth-root /data/depth --output submission --zip
 
 Predicts the frames the benchmark scores: those with voxel files (voxels/FRAME.bin, every 5th

@@ -50,7 +50,8 @@ PRESET_JSON_LIMIT = 64 * 1024
 def read_state_dict(path) -> tuple[dict[str, torch.Tensor], Preset | None]:
     """Tensors of a checkpoint file (any supported format) and, for ours, its preset.
 
-    Lightning checkpoints give their ``state_dict`` entry; keys are returned as stored.
+    Lightning checkpoints give their ``state_dict`` entry, detectron2 checkpoints their ``model``
+    entry; keys are returned as stored.
     Raises CheckpointError naming the file and the reason for anything else.
     """
     path = Path(path)
@@ -118,10 +119,13 @@ def _read_torch_archive(path: Path) -> tuple[dict[str, torch.Tensor], Preset | N
                 and hparams['preset'] in PRESETS:  # our training runs
             preset = PRESETS[hparams['preset']]
         obj = obj['state_dict']
+    elif isinstance(obj, dict) and isinstance(obj.get('model'), dict):  # detectron2 Checkpointer
+        obj = obj['model']
     if not isinstance(obj, dict) or not 0 < len(obj) <= MAX_TENSORS \
             or not all(type(k) is str for k in obj):
         raise CheckpointError(f'{path}: holds no state dict (expected a mapping of names to '
-                              'tensors, or a Lightning checkpoint with "state_dict")')
+                              'tensors, a Lightning checkpoint with "state_dict" or a detectron2 one '
+                              'with "model")')
     state = {}
     for name, tensor in obj.items():
         state[name] = contents.check_tensor(name[:200], tensor)

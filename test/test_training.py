@@ -200,3 +200,35 @@ def test_tools_report_bad_input_without_traceback(data, tmp_path):
     out = run(tool('render', '--prediction', tmp_path / 'nothing.npy', '--out', tmp_path / 'x.png'),
               check=False)
     assert out.returncode != 0 and 'nothing.npy' in out.stderr and not (tmp_path / 'x.png').exists()
+
+
+def test_train_starts_from_maskdino_encoder_weights(data, tmp_path):
+    """encoder_weights=FILE (MMDetection layout, as the authors load it) sets the trunk; lr 0
+    keeps the pixel decoder (GroupNorm only, no running statistics) at the file's values."""
+    from ssc_core.presets import SMALL
+
+    torch.manual_seed(7)
+    trunk = SMALL.model.build().encoder.model.state_dict()
+    weights = tmp_path / 'maskdino_r50_50e_300q_panoptic_pq53.0.pth'
+    torch.save({**trunk, 'panoptic_head.predictor.query_feat.weight': torch.zeros(300, 256)}, weights)
+    out = tmp_path / 'run'
+    result = run(tool('train', 'preset=small', 'data=synthetic', f'data.data_root={data}',
+                      f'output_dir={out}', 'trainer.max_epochs=1', 'trainer.limit_train_batches=1',
+                      'trainer.limit_val_batches=1', 'module.lr=0', f'encoder_weights={weights}'))
+    assert f'encoder_weights: {weights} (mmdet layout): loaded {len(trunk)} backbone' in result.stdout
+    assert 'skipped 1 tensors that are not part of this network (panoptic_head.predictor 1)' \
+        in result.stdout
+    state, _ = read_state_dict(out / 'checkpoints' / 'last.ckpt')
+    decoder = [k for k in trunk if k.startswith('panoptic_head.pixel_decoder.')]
+    assert decoder
+    for key in decoder:
+        assert torch.equal(state[f'model.encoder.model.{key}'], trunk[key]), key
+    bad = tmp_path / 'other.pth'
+    torch.save({'fc.weight': torch.zeros(2, 2)}, bad)
+    refused = run(tool('train', 'preset=small', 'data=synthetic', f'data.data_root={data}',
+                       f'output_dir={tmp_path / "bad"}', f'encoder_weights={bad}'), check=False)
+    assert refused.returncode != 0 and 'Traceback' not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        f'train: {bad}: matches no MaskDINO layout (expected detectron2 keys backbone.stem.* / '
+        'sem_seg_head.pixel_decoder.* or MMDetection keys backbone.conv1.* / '
+        'panoptic_head.pixel_decoder.*)']

@@ -105,6 +105,8 @@ def main(cfg: DictConfig):
             module.load_weights(cfg.init_from)
         if ckpt_path is None and cfg.backbone_weights:
             module.load_backbone(cfg.backbone_weights)
+        if ckpt_path is None and cfg.encoder_weights:
+            print(module.load_encoder(cfg.encoder_weights).summary(), flush=True)
         trainer = build_trainer(cfg, output_dir)
     except (OSError, ValueError, TypeError) as e:  # bad values, missing files, labels, checkpoints: one line
         sys.exit(f'train: {e}')

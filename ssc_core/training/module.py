@@ -8,6 +8,7 @@ from ..labels import class_weights
 from ..losses import ce_ssc_loss, frustum_proportion_loss, geo_scal_loss, sem_scal_loss
 from ..metrics import SSCMetrics
 from ..presets import Preset, get_preset
+from .encoder_weights import EncoderWeightsReport, load_encoder_weights
 from .random_state import rng_states, set_rng_states
 
 
@@ -123,6 +124,11 @@ class SSCModule(L.LightningModule):
             raise ValueError(f'{path}: backbone weights do not fit {self.preset.model.backbone} '
                              f'(missing, unexpected or mis-shaped: {", ".join(problems[:10])})')
         backbone.load_state_dict(state)
+
+    def load_encoder(self, path) -> EncoderWeightsReport:
+        """Initialize the image encoder's backbone and pixel decoder from MaskDINO's checkpoint
+        (detectron2 or MMDetection layout, see encoder_weights)."""
+        return load_encoder_weights(self.model.encoder, path)
 
 
 def format_scores(scores: dict, class_names, title: str = '') -> str:

@@ -1,14 +1,15 @@
 """KITTI odometry sequences → rosbag2, and a bag player (rosbag2 or ROS 1) that needs no ``ros2`` CLI.
 
-    python -m ssc_ros.bag convert SEQ_DIR DEPTH_DIR OUT_BAG [--storage mcap|sqlite3]
+    python -m ssc_ros.bag convert SEQ_DIR [DEPTH_DIR] OUT_BAG [--storage mcap|sqlite3]
     python -m ssc_ros.bag play BAG [--topics ROLE=TOPIC,...] [--baseline M] [--rate 1.0] [--loop]
                                [--clock [HZ]] [--wait-for-subscribers S]
 
 The converter's bag holds ``/camera/image`` (rgb8), ``/camera/depth`` (32FC1 metres) and
-``/camera/camera_info`` at the recorded times (times.txt), frame ``camera``. The player reads the
-roles image, depth, camera_info, right and right_camera_info from the bag's topics (our names,
-kitti2bag's, or a mapping), publishes image, camera_info and depth under our names, and computes
-the depth from the stereo pair when the bag has none (``ssc_ros.stereo_source``).
+``/camera/camera_info`` at the recorded times (times.txt), frame ``camera``; without DEPTH_DIR,
+the stereo pair instead of the depth (``/camera/right/image`` and ``/camera/right/camera_info``).
+The player reads the roles image, depth, camera_info, right and right_camera_info from the bag's
+topics (our names, kitti2bag's, or a mapping), publishes image, camera_info and depth under our
+names, and computes the depth from the stereo pair when the bag has none (``ssc_ros.stereo_source``).
 """
 import argparse
 import importlib
@@ -29,6 +30,8 @@ from .signals import stop_on_signals
 TOPICS = {'image': '/camera/image', 'depth': '/camera/depth', 'camera_info': '/camera/camera_info',
           'right': '/camera/right/image', 'right_camera_info': '/camera/right/camera_info'}
 """Our topic for each role; the player publishes PUBLISHED_ROLES under these names."""
+MSGTYPES = {role: 'sensor_msgs/msg/CameraInfo' if role.endswith('camera_info') else 'sensor_msgs/msg/Image'
+            for role in TOPICS}
 PUBLISHED_ROLES = ('image', 'depth', 'camera_info')
 KITTI2BAG_TOPICS = {'image': '/kitti/camera_color_left/image_raw',
                     'camera_info': '/kitti/camera_color_left/camera_info',
@@ -48,15 +51,49 @@ def _header(stamp_ns: int, frame_id: str):
     return types['std_msgs/msg/Header'](stamp=stamp, frame_id=frame_id)
 
 
+def _image_msg(pixels: np.ndarray, encoding: str, header):
+    """(H, W, 3) uint8 rgb8 or (H, W) float32 32FC1 → a rosbags Image."""
+    pixels = np.ascontiguousarray(pixels)
+    height, width = pixels.shape[:2]
+    return TYPESTORE.types['sensor_msgs/msg/Image'](
+        header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+        step=pixels[0].nbytes, data=pixels.view(np.uint8).reshape(-1))
+
+
+def _camera_info_msg(P: np.ndarray, height: int, width: int, header):
+    """(3, 4) rectified projection (K = P[:, :3], no distortion) → a rosbags CameraInfo."""
+    types = TYPESTORE.types
+    return types['sensor_msgs/msg/CameraInfo'](
+        header=header, height=height, width=width, distortion_model='plumb_bob', d=np.zeros(5),
+        k=P[:, :3].reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0,
+        roi=types['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0,
+                                                      do_rectify=False))
+
+
+def _projection(calib: dict, key: str, path: Path) -> np.ndarray:
+    if key not in calib or calib[key].size != 12:
+        raise ValueError(f'{path}: needs {key} with 12 numbers')
+    return calib[key].reshape(3, 4)
+
+
 def convert(sequence_dir, depth_dir, out, storage: str = 'mcap', frame_id: str = 'camera',
             limit: int | None = None, progress: bool = True) -> Path:
-    """Write a KITTI odometry sequence (image_2, calib.txt, times.txt + stereo depth .npy) as a bag."""
-    from ssc_core.data.semantic_kitti import read_calib
+    """Write a KITTI odometry sequence (image_2, calib.txt, times.txt) as a bag.
 
-    sequence_dir, depth_dir, out = Path(sequence_dir), Path(depth_dir), Path(out)
+    With ``depth_dir`` (FRAME.npy, metres): image, depth and camera_info. Without (None): the
+    stereo pair — image and camera_info (image_2, P2) and right and right_camera_info (image_3,
+    P3, frame ``<frame_id>_right``), no depth; the player computes it.
+    """
+    from ssc_core.data.semantic_kitti import read_calib_matrices
+
+    sequence_dir, out = Path(sequence_dir), Path(out)
     if out.exists():
         raise FileExistsError(f'{out}: already exists (not overwritten)')
-    K, _ = read_calib(sequence_dir / 'calib.txt')
+    calib_path = sequence_dir / 'calib.txt'
+    calib = read_calib_matrices(calib_path)
+    cameras = {'image': ('image_2', _projection(calib, 'P2', calib_path), frame_id)}
+    if depth_dir is None:
+        cameras['right'] = ('image_3', _projection(calib, 'P3', calib_path), f'{frame_id}_right')
     times_path = sequence_dir / 'times.txt'
     if not times_path.is_file():
         raise FileNotFoundError(f'{times_path}: missing (one time in seconds per frame)')
@@ -66,39 +103,31 @@ def convert(sequence_dir, depth_dir, out, storage: str = 'mcap', frame_id: str =
         raise FileNotFoundError(f'{sequence_dir / "image_2"}: no PNG images')
     if len(times) < len(images):
         raise ValueError(f'{times_path}: {len(times)} times for {len(images)} images')
-    types = TYPESTORE.types
+    info_role = {'image': 'camera_info', 'right': 'right_camera_info'}
+    roles = [r for c in cameras for r in (c, info_role[c])] + (['depth'] if depth_dir is not None else [])
     plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[storage]
     with Writer(out, version=9, storage_plugin=plugin) as writer:
-        conns = {key: writer.add_connection(topic, msgtype, typestore=TYPESTORE) for key, topic, msgtype in (
-            ('image', TOPICS['image'], 'sensor_msgs/msg/Image'),
-            ('depth', TOPICS['depth'], 'sensor_msgs/msg/Image'),
-            ('camera_info', TOPICS['camera_info'], 'sensor_msgs/msg/CameraInfo'))}
+        conns = {role: writer.add_connection(TOPICS[role], MSGTYPES[role], typestore=TYPESTORE)
+                 for role in roles}
         for path in tqdm(images, desc='frames', unit='frame', disable=not progress):
-            frame = int(path.stem)
-            depth_path = depth_dir / f'{path.stem}.npy'
-            if not depth_path.is_file():
-                raise FileNotFoundError(f'{depth_path}: depth missing for frame {path.stem}')
-            rgb = np.asarray(PILImage.open(path).convert('RGB'))
-            depth = np.load(depth_path).astype('<f4')
-            stamp = START_TIME_NS + round(times[frame] * 1e9)
-            header = _header(stamp, frame_id)
-            height, width = rgb.shape[:2]
-            messages = {
-                'image': types['sensor_msgs/msg/Image'](
-                    header=header, height=height, width=width, encoding='rgb8', is_bigendian=0,
-                    step=width * 3, data=rgb.reshape(-1)),
-                'depth': types['sensor_msgs/msg/Image'](
-                    header=header, height=depth.shape[0], width=depth.shape[1], encoding='32FC1',
-                    is_bigendian=0, step=depth.shape[1] * 4, data=depth.view(np.uint8).reshape(-1)),
-                'camera_info': types['sensor_msgs/msg/CameraInfo'](
-                    header=header, height=height, width=width, distortion_model='plumb_bob',
-                    d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1),
-                    p=np.hstack([K, np.zeros((3, 1))]).reshape(-1), binning_x=0, binning_y=0,
-                    roi=types['sensor_msgs/msg/RegionOfInterest'](
-                        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)),
-            }
-            for key, msg in messages.items():
-                writer.write(conns[key], stamp, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+            stamp = START_TIME_NS + round(times[int(path.stem)] * 1e9)
+            messages = {}
+            for role, (folder, P, frame) in cameras.items():
+                image_path = sequence_dir / folder / path.name
+                if not image_path.is_file():
+                    raise FileNotFoundError(f'{image_path}: {folder} image missing for frame {path.stem}')
+                rgb = np.asarray(PILImage.open(image_path).convert('RGB'))
+                header = _header(stamp, frame)
+                messages[role] = _image_msg(rgb, 'rgb8', header)
+                messages[info_role[role]] = _camera_info_msg(P, *rgb.shape[:2], header)
+            if depth_dir is not None:
+                depth_path = Path(depth_dir) / f'{path.stem}.npy'
+                if not depth_path.is_file():
+                    raise FileNotFoundError(f'{depth_path}: depth missing for frame {path.stem}')
+                messages['depth'] = _image_msg(np.load(depth_path).astype('<f4'), '32FC1',
+                                               _header(stamp, frame_id))
+            for role, msg in messages.items():
+                writer.write(conns[role], stamp, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
     return out
 
 
@@ -192,8 +221,7 @@ def play(node, bag, rate: float = 1.0, loop: bool = False, topics: dict[str, str
             raise ValueError('stereo: no right camera_info in the bag for the baseline '
                              '(give --topics right_camera_info=TOPIC or --baseline METRES)')
         published = [r for r in PUBLISHED_ROLES if r in roles or (r == 'depth' and stereo is not None)]
-        msg_class = {r: message_class(f'sensor_msgs/msg/{"CameraInfo" if "info" in r else "Image"}')
-                     for r in TOPICS}
+        msg_class = {role: message_class(msgtype) for role, msgtype in MSGTYPES.items()}
         publishers = {r: node.create_publisher(msg_class[r], TOPICS[r], PLAYER_QOS) for r in published}
         for role, topic in sorted(roles.items()):
             target = f' -> {TOPICS[role]}' if role in publishers else ' (stereo input)'
@@ -244,7 +272,8 @@ def main(argv=None):
     sub = parser.add_subparsers(dest='command', required=True)
     c = sub.add_parser('convert', help='KITTI sequence -> rosbag2')
     c.add_argument('sequence_dir', help='.../dataset/sequences/XX')
-    c.add_argument('depth_dir', help='folder of FRAME.npy depth maps (metres)')
+    c.add_argument('depth_dir', nargs='?',
+                   help='folder of FRAME.npy depth maps (metres); omitted: the stereo pair image_2 + image_3')
     c.add_argument('out', help='bag folder to create')
     c.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'))
     c.add_argument('--frame-id', default='camera')

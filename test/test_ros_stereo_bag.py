@@ -1,6 +1,8 @@
-"""A KITTI-style bag written by a third-party tool (rosbags; kitti2bag's topic names, bgr8 stereo
-pair, camera_info with a baseline, no depth topic), as rosbag2 and as ROS 1 .bag, replays through
-the built-in player to the running node: depth from the stereo pair, outputs stamped as the images."""
+"""Bags with a stereo pair and no depth. A KITTI-style bag written by a third-party tool
+(rosbags; kitti2bag's topic names, bgr8 stereo pair, camera_info with a baseline, no depth topic),
+as rosbag2 and as ROS 1 .bag, replays through the built-in player to the running node: depth from
+the stereo pair, outputs stamped as the images. Our converter writes such bags from KITTI
+odometry stereo pairs (image_2 + image_3, P2/P3)."""
 import signal
 import subprocess
 import sys
@@ -14,9 +16,8 @@ from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import Image, PointCloud2
 
 from ssc_core.presets import SMALL
-from ssc_ros.bag import KITTI2BAG_TOPICS, bag_roles, parse_topic_mapping
-
-pytestmark = pytest.mark.ros
+from ssc_ros.bag import KITTI2BAG_TOPICS, TOPICS, bag_roles, main, message_class, parse_topic_mapping
+from ssc_ros.stereo_source import StereoDepthSource
 
 HEIGHT, WIDTH = SMALL.model.image_shape
 DISPARITY = 8  # pixels: the right image is the scene shifted left by this much
@@ -91,6 +92,7 @@ def test_topic_mapping_and_kitti2bag_detection():
         bag_roles(kitti, {'right': '/x'})
 
 
+@pytest.mark.ros
 @pytest.mark.parametrize('ros1', [False, True], ids=['rosbag2', 'ros1'])
 def test_third_party_stereo_bag_replays_through_the_node(ros1, checkpoint, tmp_path):
     bag = tmp_path / ('kitti.bag' if ros1 else 'kitti')
@@ -125,3 +127,37 @@ def test_third_party_stereo_bag_replays_through_the_node(ros1, checkpoint, tmp_p
         assert node.wait(timeout=20) == 0
     finally:
         probe.close()
+
+
+def test_convert_writes_kitti_stereo_pairs_whose_depth_the_player_computes(tmp_path):
+    """image_2 + image_3 and calib.txt P2/P3 (KITTI's: cameras 2 and 3 offset from camera 0) →
+    left/right images and camera_info, no depth; the player's stereo source gets the depth back."""
+    from PIL import Image as PILImage
+    from rclpy.serialization import deserialize_message
+    from rosbags.highlevel import AnyReader
+
+    seq = tmp_path / 'sequences' / '00'
+    K = np.array(SMALL.cam_K, float)
+    fx = K[0, 0]
+    P2, P3 = np.hstack([K, [[fx * 0.06], [0], [0]]]), np.hstack([K, [[fx * (0.06 - BASELINE)], [0], [0]]])
+    for folder in ('image_2', 'image_3'):
+        (seq / folder).mkdir(parents=True)
+    (seq / 'calib.txt').write_text(''.join(f'{k}: {" ".join(map(str, P.ravel()))}\n'
+                                           for k, P in (('P2', P2), ('P3', P3))))
+    (seq / 'times.txt').write_text(''.join(f'{i / 10:.6f}\n' for i in range(FRAMES)))
+    for i in range(FRAMES):
+        for folder, image in zip(('image_2', 'image_3'), stereo_scene(i)):
+            PILImage.fromarray(image).save(seq / folder / f'{i:06d}.png')
+    main(['convert', str(seq), str(tmp_path / 'bag')])  # no depth folder: the stereo pair
+
+    source, depths = StereoDepthSource(), []
+    with AnyReader([tmp_path / 'bag']) as reader:
+        assert {c.topic for c in reader.connections} == {TOPICS[r] for r in (
+            'image', 'camera_info', 'right', 'right_camera_info')}
+        role = {topic: r for r, topic in TOPICS.items()}
+        for conn, _, raw in reader.messages():
+            msg = deserialize_message(bytes(raw), message_class(conn.msgtype))
+            depths += source.add(role[conn.topic], msg)
+    assert len(depths) == FRAMES
+    depth = np.frombuffer(bytes(depths[0].data), '<f4').reshape(HEIGHT, WIDTH)
+    assert np.nanmedian(depth) == pytest.approx(fx * BASELINE / DISPARITY, rel=0.05)

@@ -256,7 +256,12 @@ def play(node, bag, rate: float = 1.0, loop: bool = False, topics: dict[str, str
                     publishers[role].publish(cdr)
                     count += 1
                 if stereo is not None and role != 'depth':
-                    for depth in stereo.add(role, deserialize_message(cdr, msg_class[role])):
+                    try:
+                        depths = stereo.add(role, deserialize_message(cdr, msg_class[role]))
+                    except ValueError as e:  # this pair gets no depth; playback goes on
+                        node.get_logger().warning(f'{conn.topic}: no depth: {e}', throttle_duration_sec=5.0)
+                        depths = []
+                    for depth in depths:
                         publishers['depth'].publish(depth)
                         count += 1
             if not loop:
@@ -305,7 +310,7 @@ def main(argv=None):
     try:
         mapping = parse_topic_mapping(args.topics)
     except ValueError as e:
-        parser.error(str(e))
+        sys.exit(f'bag play: {e}')
     bag = Path(args.bag)
     if not ((bag / 'metadata.yaml').is_file() or (bag.suffix == '.bag' and bag.is_file())):
         sys.exit(f'bag play: {args.bag}: not a rosbag2 folder (no metadata.yaml) or ROS 1 .bag file')

@@ -161,3 +161,20 @@ def test_convert_writes_kitti_stereo_pairs_whose_depth_the_player_computes(tmp_p
     assert len(depths) == FRAMES
     depth = np.frombuffer(bytes(depths[0].data), '<f4').reshape(HEIGHT, WIDTH)
     assert np.nanmedian(depth) == pytest.approx(fx * BASELINE / DISPARITY, rel=0.05)
+
+
+@pytest.mark.ros
+def test_player_refuses_bad_topics_and_baseline_in_one_line(tmp_path):
+    bag = tmp_path / 'kitti'
+    write_kitti2bag_style(bag, ros1=False)
+
+    def play(*args):
+        out = subprocess.run([sys.executable, '-m', 'ssc_ros.bag', 'play', str(bag), *args,
+                              '--wait-for-subscribers', '0'], capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0 and 'Traceback' not in out.stderr
+        return out.stderr.strip()
+    assert play('--topics', 'left=/x') == ("bag play: --topics: 'left=/x': expected ROLE=TOPIC with ROLE "
+                                           'one of image, depth, camera_info, right, right_camera_info')
+    assert 'no topic /nope (right) in the bag; it has /kitti/camera_color_left/camera_info' in play(
+        '--topics', 'right=/nope')
+    assert 'stereo: --baseline -1 m, expected > 0' in play('--baseline', '-1')

@@ -179,12 +179,11 @@ def bag_roles(bag_topics, mapping: dict[str, str] | None = None) -> dict[str, st
 
 
 def _cdr_converter(reader, conn):
-    """Raw bag message → ROS 2 CDR (ROS 1 messages converted by rosbags, as ``rosbags-convert``)."""
-    from rosbags.convert.converter import generate_message_converter
-
-    convert_raw = generate_message_converter(reader.typestore, TYPESTORE, conn.msgtype, conn.msgtype, {},
-                                             src_is2=reader.is2, dst_is2=True)
-    return lambda raw: bytes(convert_raw(raw))
+    """Raw bag message → ROS 2 CDR: ROS 1 messages converted by rosbags (the header's ``seq`` dropped;
+    Image and CameraInfo are otherwise laid out alike in ROS 1 and ROS 2)."""
+    if reader.is2:
+        return bytes
+    return lambda raw: bytes(TYPESTORE.ros1_to_cdr(raw, conn.msgtype))
 
 
 def play(node, bag, rate: float = 1.0, loop: bool = False, topics: dict[str, str] | None = None,
@@ -215,6 +214,10 @@ def play(node, bag, rate: float = 1.0, loop: bool = False, topics: dict[str, str
         roles = bag_roles({c.topic for c in reader.connections}, topics)
         role_of = {topic: role for role, topic in roles.items()}
         conns = [c for c in reader.connections if c.topic in role_of]
+        for conn in conns:
+            if conn.msgtype != MSGTYPES[role_of[conn.topic]]:
+                raise ValueError(f'{conn.topic} ({role_of[conn.topic]}): {conn.msgtype}, expected '
+                                 f'{MSGTYPES[role_of[conn.topic]]}')
         to_cdr = {c.id: _cdr_converter(reader, c) for c in conns}
         stereo = StereoDepthSource(baseline) if 'right' in roles and 'depth' not in roles else None
         if stereo is not None and baseline is None and 'right_camera_info' not in roles:

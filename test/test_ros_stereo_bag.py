@@ -164,7 +164,7 @@ def test_convert_writes_kitti_stereo_pairs_whose_depth_the_player_computes(tmp_p
 
 
 @pytest.mark.ros
-def test_player_refuses_bad_topics_and_baseline_in_one_line(tmp_path):
+def test_player_refuses_bad_topics_types_and_baseline_in_one_line(tmp_path):
     bag = tmp_path / 'kitti'
     write_kitti2bag_style(bag, ros1=False)
 
@@ -178,3 +178,5 @@ def test_player_refuses_bad_topics_and_baseline_in_one_line(tmp_path):
     assert 'no topic /nope (right) in the bag; it has /kitti/camera_color_left/camera_info' in play(
         '--topics', 'right=/nope')
     assert 'stereo: --baseline -1 m, expected > 0' in play('--baseline', '-1')
+    assert ('/kitti/camera_color_left/camera_info (image): sensor_msgs/msg/CameraInfo, expected '
+            'sensor_msgs/msg/Image') in play('--topics', 'image=/kitti/camera_color_left/camera_info')

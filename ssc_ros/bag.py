@@ -172,6 +172,10 @@ def bag_roles(bag_topics, mapping: dict[str, str] | None = None) -> dict[str, st
     ours = {r: t for r, t in TOPICS.items() if t in bag_topics}
     kitti = {r: t for r, t in KITTI2BAG_TOPICS.items() if t in bag_topics}
     roles = {**(ours or kitti), **mapping}
+    shared = sorted({t for t in roles.values() if list(roles.values()).count(t) > 1})
+    if shared:
+        raise ValueError(f'topic {", ".join(shared)} given to two roles: '
+                         f'{", ".join(r for r, t in roles.items() if t in shared)}')
     if 'image' not in roles:
         raise ValueError(f'no image topic in the bag (give --topics image=TOPIC); it has '
                          f'{", ".join(sorted(bag_topics))}')

@@ -178,5 +178,9 @@ def test_player_refuses_bad_topics_types_and_baseline_in_one_line(tmp_path):
     assert 'no topic /nope (right) in the bag; it has /kitti/camera_color_left/camera_info' in play(
         '--topics', 'right=/nope')
     assert 'stereo: --baseline -1 m, expected > 0' in play('--baseline', '-1')
-    assert ('/kitti/camera_color_left/camera_info (image): sensor_msgs/msg/CameraInfo, expected '
-            'sensor_msgs/msg/Image') in play('--topics', 'image=/kitti/camera_color_left/camera_info')
+    assert ('topic /kitti/camera_color_left/camera_info given to two roles: image, camera_info'
+            in play('--topics', 'image=/kitti/camera_color_left/camera_info'))
+    crossed = ('right_camera_info=/kitti/camera_color_left/image_raw,'
+               'image=/kitti/camera_color_right/camera_info')
+    assert ('/kitti/camera_color_left/image_raw (right_camera_info): sensor_msgs/msg/Image, expected '
+            'sensor_msgs/msg/CameraInfo') in play('--topics', crossed)

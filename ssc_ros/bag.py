@@ -1,10 +1,15 @@
-"""KITTI odometry sequences → rosbag2, and a rosbag2 player that needs no ``ros2`` CLI.
+"""KITTI odometry sequences → rosbag2, and a bag player (rosbag2 or ROS 1) that needs no ``ros2`` CLI.
 
-    python -m ssc_ros.bag convert SEQ_DIR DEPTH_DIR OUT_BAG [--storage mcap|sqlite3]
-    python -m ssc_ros.bag play OUT_BAG [--rate 1.0] [--loop] [--clock [HZ]] [--wait-for-subscribers S]
+    python -m ssc_ros.bag convert SEQ_DIR [DEPTH_DIR] OUT_BAG [--storage mcap|sqlite3]
+    python -m ssc_ros.bag play BAG [--topics ROLE=TOPIC,...] [--baseline M] [--rate 1.0] [--loop]
+                               [--clock [HZ]] [--wait-for-subscribers S]
 
-The bag holds ``/camera/image`` (rgb8), ``/camera/depth`` (32FC1 metres) and
-``/camera/camera_info`` at the recorded times (times.txt), frame ``camera``.
+The converter's bag holds ``/camera/image`` (rgb8), ``/camera/depth`` (32FC1 metres) and
+``/camera/camera_info`` at the recorded times (times.txt), frame ``camera``; without DEPTH_DIR,
+the stereo pair instead of the depth (``/camera/right/image`` and ``/camera/right/camera_info``).
+The player reads the roles image, depth, camera_info, right and right_camera_info from the bag's
+topics (our names, kitti2bag's, or a mapping), publishes image, camera_info and depth under our
+names, and computes the depth from the stereo pair when the bag has none (``ssc_ros.stereo_source``).
 """
 import argparse
 import importlib
@@ -22,7 +27,17 @@ from tqdm import tqdm
 
 from .signals import stop_on_signals
 
-TOPICS = {'image': '/camera/image', 'depth': '/camera/depth', 'camera_info': '/camera/camera_info'}
+TOPICS = {'image': '/camera/image', 'depth': '/camera/depth', 'camera_info': '/camera/camera_info',
+          'right': '/camera/right/image', 'right_camera_info': '/camera/right/camera_info'}
+"""Our topic for each role; the player publishes PUBLISHED_ROLES under these names."""
+MSGTYPES = {role: 'sensor_msgs/msg/CameraInfo' if role.endswith('camera_info') else 'sensor_msgs/msg/Image'
+            for role in TOPICS}
+PUBLISHED_ROLES = ('image', 'depth', 'camera_info')
+KITTI2BAG_TOPICS = {'image': '/kitti/camera_color_left/image_raw',
+                    'camera_info': '/kitti/camera_color_left/camera_info',
+                    'right': '/kitti/camera_color_right/image_raw',
+                    'right_camera_info': '/kitti/camera_color_right/camera_info'}
+"""The topics kitti2bag writes (KITTI raw and odometry; colour cameras 2 and 3, bgr8)."""
 START_TIME_NS = 1_700_000_000 * 10**9  # recorded times are offsets from this instant
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 
@@ -36,15 +51,49 @@ def _header(stamp_ns: int, frame_id: str):
     return types['std_msgs/msg/Header'](stamp=stamp, frame_id=frame_id)
 
 
+def _image_msg(pixels: np.ndarray, encoding: str, header):
+    """(H, W, 3) uint8 rgb8 or (H, W) float32 32FC1 → a rosbags Image."""
+    pixels = np.ascontiguousarray(pixels)
+    height, width = pixels.shape[:2]
+    return TYPESTORE.types['sensor_msgs/msg/Image'](
+        header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
+        step=pixels[0].nbytes, data=pixels.view(np.uint8).reshape(-1))
+
+
+def _camera_info_msg(P: np.ndarray, height: int, width: int, header):
+    """(3, 4) rectified projection (K = P[:, :3], no distortion) → a rosbags CameraInfo."""
+    types = TYPESTORE.types
+    return types['sensor_msgs/msg/CameraInfo'](
+        header=header, height=height, width=width, distortion_model='plumb_bob', d=np.zeros(5),
+        k=P[:, :3].reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0,
+        roi=types['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0,
+                                                      do_rectify=False))
+
+
+def _projection(calib: dict, key: str, path: Path) -> np.ndarray:
+    if key not in calib or calib[key].size != 12:
+        raise ValueError(f'{path}: needs {key} with 12 numbers')
+    return calib[key].reshape(3, 4)
+
+
 def convert(sequence_dir, depth_dir, out, storage: str = 'mcap', frame_id: str = 'camera',
             limit: int | None = None, progress: bool = True) -> Path:
-    """Write a KITTI odometry sequence (image_2, calib.txt, times.txt + stereo depth .npy) as a bag."""
-    from ssc_core.data.semantic_kitti import read_calib
+    """Write a KITTI odometry sequence (image_2, calib.txt, times.txt) as a bag.
 
-    sequence_dir, depth_dir, out = Path(sequence_dir), Path(depth_dir), Path(out)
+    With ``depth_dir`` (FRAME.npy, metres): image, depth and camera_info. Without (None): the
+    stereo pair — image and camera_info (image_2, P2) and right and right_camera_info (image_3,
+    P3, frame ``<frame_id>_right``), no depth; the player computes it.
+    """
+    from ssc_core.data.semantic_kitti import read_calib_matrices
+
+    sequence_dir, out = Path(sequence_dir), Path(out)
     if out.exists():
         raise FileExistsError(f'{out}: already exists (not overwritten)')
-    K, _ = read_calib(sequence_dir / 'calib.txt')
+    calib_path = sequence_dir / 'calib.txt'
+    calib = read_calib_matrices(calib_path)
+    cameras = {'image': ('image_2', _projection(calib, 'P2', calib_path), frame_id)}
+    if depth_dir is None:
+        cameras['right'] = ('image_3', _projection(calib, 'P3', calib_path), f'{frame_id}_right')
     times_path = sequence_dir / 'times.txt'
     if not times_path.is_file():
         raise FileNotFoundError(f'{times_path}: missing (one time in seconds per frame)')
@@ -54,39 +103,31 @@ def convert(sequence_dir, depth_dir, out, storage: str = 'mcap', frame_id: str =
         raise FileNotFoundError(f'{sequence_dir / "image_2"}: no PNG images')
     if len(times) < len(images):
         raise ValueError(f'{times_path}: {len(times)} times for {len(images)} images')
-    types = TYPESTORE.types
+    info_role = {'image': 'camera_info', 'right': 'right_camera_info'}
+    roles = [r for c in cameras for r in (c, info_role[c])] + (['depth'] if depth_dir is not None else [])
     plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[storage]
     with Writer(out, version=9, storage_plugin=plugin) as writer:
-        conns = {key: writer.add_connection(topic, msgtype, typestore=TYPESTORE) for key, topic, msgtype in (
-            ('image', TOPICS['image'], 'sensor_msgs/msg/Image'),
-            ('depth', TOPICS['depth'], 'sensor_msgs/msg/Image'),
-            ('camera_info', TOPICS['camera_info'], 'sensor_msgs/msg/CameraInfo'))}
+        conns = {role: writer.add_connection(TOPICS[role], MSGTYPES[role], typestore=TYPESTORE)
+                 for role in roles}
         for path in tqdm(images, desc='frames', unit='frame', disable=not progress):
-            frame = int(path.stem)
-            depth_path = depth_dir / f'{path.stem}.npy'
-            if not depth_path.is_file():
-                raise FileNotFoundError(f'{depth_path}: depth missing for frame {path.stem}')
-            rgb = np.asarray(PILImage.open(path).convert('RGB'))
-            depth = np.load(depth_path).astype('<f4')
-            stamp = START_TIME_NS + round(times[frame] * 1e9)
-            header = _header(stamp, frame_id)
-            height, width = rgb.shape[:2]
-            messages = {
-                'image': types['sensor_msgs/msg/Image'](
-                    header=header, height=height, width=width, encoding='rgb8', is_bigendian=0,
-                    step=width * 3, data=rgb.reshape(-1)),
-                'depth': types['sensor_msgs/msg/Image'](
-                    header=header, height=depth.shape[0], width=depth.shape[1], encoding='32FC1',
-                    is_bigendian=0, step=depth.shape[1] * 4, data=depth.view(np.uint8).reshape(-1)),
-                'camera_info': types['sensor_msgs/msg/CameraInfo'](
-                    header=header, height=height, width=width, distortion_model='plumb_bob',
-                    d=np.zeros(5), k=K.reshape(-1), r=np.eye(3).reshape(-1),
-                    p=np.hstack([K, np.zeros((3, 1))]).reshape(-1), binning_x=0, binning_y=0,
-                    roi=types['sensor_msgs/msg/RegionOfInterest'](
-                        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)),
-            }
-            for key, msg in messages.items():
-                writer.write(conns[key], stamp, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+            stamp = START_TIME_NS + round(times[int(path.stem)] * 1e9)
+            messages = {}
+            for role, (folder, P, frame) in cameras.items():
+                image_path = sequence_dir / folder / path.name
+                if not image_path.is_file():
+                    raise FileNotFoundError(f'{image_path}: {folder} image missing for frame {path.stem}')
+                rgb = np.asarray(PILImage.open(image_path).convert('RGB'))
+                header = _header(stamp, frame)
+                messages[role] = _image_msg(rgb, 'rgb8', header)
+                messages[info_role[role]] = _camera_info_msg(P, *rgb.shape[:2], header)
+            if depth_dir is not None:
+                depth_path = Path(depth_dir) / f'{path.stem}.npy'
+                if not depth_path.is_file():
+                    raise FileNotFoundError(f'{depth_path}: depth missing for frame {path.stem}')
+                messages['depth'] = _image_msg(np.load(depth_path).astype('<f4'), '32FC1',
+                                               _header(stamp, frame_id))
+            for role, msg in messages.items():
+                writer.write(conns[role], stamp, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
     return out
 
 
@@ -109,30 +150,94 @@ def _wait_for_subscribers(node, publishers: dict, timeout: float, stop: threadin
         node.get_logger().warning(f'no subscriber on {", ".join(missing)}; playing anyway')
 
 
-def play(node, bag, rate: float = 1.0, loop: bool = False, topics=None, stop: threading.Event | None = None,
-         clock_hz: float = 0.0, wait_for_subscribers: float = 0.0) -> int:
-    """Publish a bag's messages (raw CDR, not deserialized) at their recorded times ÷ rate.
+def parse_topic_mapping(text: str) -> dict[str, str]:
+    """'image=/a,right=/b' → {'image': '/a', 'right': '/b'}; ValueError naming a bad item or role."""
+    mapping = {}
+    for item in filter(None, text.split(',')):
+        role, sep, topic = item.partition('=')
+        if not sep or not topic or role not in TOPICS:
+            raise ValueError(f'--topics: {item!r}: expected ROLE=TOPIC with ROLE one of {", ".join(TOPICS)}')
+        mapping[role] = topic
+    return mapping
 
-    Publishers are reliable (as ``ros2 bag play``'s), so full-size images arrive. Waits first for a
-    subscriber on every topic (at most ``wait_for_subscribers`` s); ``clock_hz`` > 0 publishes the
-    bag time on /clock at that rate (for ``use_sim_time``); ``stop`` ends playback early. Before
-    returning, waits (up to 5 s) until subscribers acknowledged every message. Returns the number of
-    messages published.
+
+def bag_roles(bag_topics, mapping: dict[str, str] | None = None) -> dict[str, str]:
+    """Role → bag topic: ``mapping`` over the defaults (our names, else kitti2bag's when the bag
+    has them); default roles missing in the bag are left out, a mapped topic missing is an error."""
+    bag_topics = set(bag_topics)
+    mapping = mapping or {}
+    missing = sorted(f'{topic} ({role})' for role, topic in mapping.items() if topic not in bag_topics)
+    if missing:
+        raise ValueError(f'no topic {", ".join(missing)} in the bag; it has {", ".join(sorted(bag_topics))}')
+    ours = {r: t for r, t in TOPICS.items() if t in bag_topics}
+    kitti = {r: t for r, t in KITTI2BAG_TOPICS.items() if t in bag_topics}
+    roles = {**(ours or kitti), **mapping}
+    shared = sorted({t for t in roles.values() if list(roles.values()).count(t) > 1})
+    if shared:
+        raise ValueError(f'topic {", ".join(shared)} given to two roles: '
+                         f'{", ".join(r for r, t in roles.items() if t in shared)}')
+    if 'image' not in roles:
+        raise ValueError(f'no image topic in the bag (give --topics image=TOPIC); it has '
+                         f'{", ".join(sorted(bag_topics))}')
+    return roles
+
+
+def _cdr_converter(reader, conn):
+    """Raw bag message → ROS 2 CDR: ROS 1 messages converted by rosbags (the header's ``seq`` dropped;
+    Image and CameraInfo are otherwise laid out alike in ROS 1 and ROS 2)."""
+    if reader.is2:
+        return bytes
+    return lambda raw: bytes(TYPESTORE.ros1_to_cdr(raw, conn.msgtype))
+
+
+def play(node, bag, rate: float = 1.0, loop: bool = False, topics: dict[str, str] | None = None,
+         stop: threading.Event | None = None, clock_hz: float = 0.0, wait_for_subscribers: float = 0.0,
+         baseline: float | None = None) -> int:
+    """Publish a bag's image, camera_info and depth (raw CDR) under our topic names at their recorded
+    times ÷ rate; when the bag has a right image and no depth, the depth computed from the stereo
+    pair (:class:`~ssc_ros.stereo_source.StereoDepthSource`, ``baseline`` in metres or from the
+    camera_info pair) is published as 32FC1 with the left image's header.
+
+    ``topics``: role → bag topic (see :func:`bag_roles`). Publishers are reliable (as ``ros2 bag
+    play``'s), so full-size images arrive. Waits first for a subscriber on every topic (at most
+    ``wait_for_subscribers`` s); ``clock_hz`` > 0 publishes the bag time on /clock at that rate (for
+    ``use_sim_time``); ``stop`` ends playback early. Before returning, waits (up to 5 s) until
+    subscribers acknowledged every message. Returns the number of messages published.
     """
     from rclpy.duration import Duration
+    from rclpy.serialization import deserialize_message
     from rclpy.time import Time
     from rosbags.highlevel import AnyReader
     from rosgraph_msgs.msg import Clock
 
+    from .stereo_source import StereoDepthSource
+
     stop = stop or threading.Event()
     count = 0
     with AnyReader([Path(bag)], default_typestore=TYPESTORE) as reader:
-        conns = [c for c in reader.connections if topics is None or c.topic in topics]
-        publishers = {c.topic: node.create_publisher(message_class(c.msgtype), c.topic, PLAYER_QOS)
-                      for c in conns}
+        roles = bag_roles({c.topic for c in reader.connections}, topics)
+        role_of = {topic: role for role, topic in roles.items()}
+        conns = [c for c in reader.connections if c.topic in role_of]
+        for conn in conns:
+            if conn.msgtype != MSGTYPES[role_of[conn.topic]]:
+                raise ValueError(f'{conn.topic} ({role_of[conn.topic]}): {conn.msgtype}, expected '
+                                 f'{MSGTYPES[role_of[conn.topic]]}')
+        to_cdr = {c.id: _cdr_converter(reader, c) for c in conns}
+        stereo = StereoDepthSource(baseline) if 'right' in roles and 'depth' not in roles else None
+        if stereo is not None and baseline is None and 'right_camera_info' not in roles:
+            raise ValueError('stereo: no right camera_info in the bag for the baseline '
+                             '(give --topics right_camera_info=TOPIC or --baseline METRES)')
+        published = [r for r in PUBLISHED_ROLES if r in roles or (r == 'depth' and stereo is not None)]
+        msg_class = {role: message_class(msgtype) for role, msgtype in MSGTYPES.items()}
+        publishers = {r: node.create_publisher(msg_class[r], TOPICS[r], PLAYER_QOS) for r in published}
+        for role, topic in sorted(roles.items()):
+            target = f' -> {TOPICS[role]}' if role in publishers else ' (stereo input)'
+            node.get_logger().info(f'{role}: {topic}{target}')
+        if stereo is not None:
+            node.get_logger().info(f'depth: from the stereo pair (OpenCV SGBM) -> {TOPICS["depth"]}')
         clock = node.create_publisher(Clock, '/clock', QoSProfile(
             depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)) if clock_hz > 0 else None
-        _wait_for_subscribers(node, publishers, wait_for_subscribers, stop)
+        _wait_for_subscribers(node, {TOPICS[r]: p for r, p in publishers.items()}, wait_for_subscribers, stop)
 
         def publish_clock(bag_ns: int) -> None:
             clock.publish(Clock(clock=Time(nanoseconds=bag_ns).to_msg()))
@@ -153,8 +258,19 @@ def play(node, bag, rate: float = 1.0, loop: bool = False, topics=None, stop: th
                 wait_until(start_wall + (stamp - start_bag) / 1e9 / rate, start_wall, start_bag)
                 if stop.is_set():
                     break
-                publishers[conn.topic].publish(bytes(raw))
-                count += 1
+                role, cdr = role_of[conn.topic], to_cdr[conn.id](raw)
+                if role in publishers:
+                    publishers[role].publish(cdr)
+                    count += 1
+                if stereo is not None and role != 'depth':
+                    try:
+                        depths = stereo.add(role, deserialize_message(cdr, msg_class[role]))
+                    except ValueError as e:  # this pair gets no depth; playback goes on
+                        node.get_logger().warning(f'{conn.topic}: no depth: {e}', throttle_duration_sec=5.0)
+                        depths = []
+                    for depth in depths:
+                        publishers['depth'].publish(depth)
+                        count += 1
             if not loop:
                 break
         for pub in publishers.values():
@@ -168,16 +284,21 @@ def main(argv=None):
     sub = parser.add_subparsers(dest='command', required=True)
     c = sub.add_parser('convert', help='KITTI sequence -> rosbag2')
     c.add_argument('sequence_dir', help='.../dataset/sequences/XX')
-    c.add_argument('depth_dir', help='folder of FRAME.npy depth maps (metres)')
+    c.add_argument('depth_dir', nargs='?',
+                   help='folder of FRAME.npy depth maps (metres); omitted: the stereo pair image_2 + image_3')
     c.add_argument('out', help='bag folder to create')
     c.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'))
     c.add_argument('--frame-id', default='camera')
     c.add_argument('--limit', type=int, help='first N frames only')
-    p = sub.add_parser('play', help='publish a rosbag2 with rclpy')
-    p.add_argument('bag')
+    p = sub.add_parser('play', help='publish a rosbag2 or ROS 1 bag with rclpy')
+    p.add_argument('bag', help='rosbag2 folder (sqlite3 or mcap) or ROS 1 .bag file')
     p.add_argument('--rate', type=float, default=1.0)
     p.add_argument('--loop', action='store_true')
-    p.add_argument('--topics', nargs='*')
+    p.add_argument('--topics', default='', metavar='ROLE=TOPIC,...',
+                   help=f'the bag\'s topic for each role ({", ".join(TOPICS)}); default: ours, '
+                        'else kitti2bag\'s')
+    p.add_argument('--baseline', type=float, metavar='METRES',
+                   help='stereo baseline (default: from the camera_info pair)')
     p.add_argument('--clock', type=float, nargs='?', const=40.0, default=0.0, metavar='HZ',
                    help='publish the bag time on /clock (default 40 Hz), as ros2 bag play --clock')
     p.add_argument('--wait-for-subscribers', type=float, default=30.0, metavar='SECONDS',
@@ -193,8 +314,13 @@ def main(argv=None):
         return
     if not args.rate > 0:
         parser.error('--rate must be > 0')
-    if not (Path(args.bag) / 'metadata.yaml').is_file():
-        sys.exit(f'bag play: {args.bag}: not a rosbag2 folder (no metadata.yaml)')
+    try:
+        mapping = parse_topic_mapping(args.topics)
+    except ValueError as e:
+        sys.exit(f'bag play: {e}')
+    bag = Path(args.bag)
+    if not ((bag / 'metadata.yaml').is_file() or (bag.suffix == '.bag' and bag.is_file())):
+        sys.exit(f'bag play: {args.bag}: not a rosbag2 folder (no metadata.yaml) or ROS 1 .bag file')
     import rclpy
     from rclpy.signals import SignalHandlerOptions
     from rosbags.highlevel import AnyReaderError
@@ -203,8 +329,8 @@ def main(argv=None):
     stop = stop_on_signals()
     node = rclpy.create_node('ssc_bag_player')
     try:
-        count = play(node, args.bag, args.rate, args.loop, args.topics, stop, args.clock,
-                     args.wait_for_subscribers)
+        count = play(node, args.bag, args.rate, args.loop, mapping, stop, args.clock,
+                     args.wait_for_subscribers, args.baseline)
         node.get_logger().info(f'published {count} messages from {args.bag}')
     except (AnyReaderError, OSError, ValueError) as e:
         node.get_logger().error(f'bag play: {args.bag}: {e}')

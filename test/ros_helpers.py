@@ -34,7 +34,7 @@ def write_kitti_sequence(seq_dir, depth_dir, frames, size=(1241, 376), hz=10.0):
     (seq_dir / 'times.txt').write_text(''.join(f'{i / hz:.6f}\n' for i in range(frames)))
     ramp = np.linspace(0, 255, width, dtype=np.uint8)
     for i in range(frames):
-        rgb = np.stack(np.broadcast_arrays(ramp[None, :], np.uint8(i * 20), ramp[::-1][None, :]), -1)
+        rgb = np.stack(np.broadcast_arrays(ramp[None, :], np.uint8(i * 20 % 256), ramp[::-1][None, :]), -1)
         PILImage.fromarray(np.ascontiguousarray(np.broadcast_to(rgb, (height, width, 3)))).save(
             seq_dir / 'image_2' / f'{i:06d}.png', compress_level=1)
         np.save(depth_dir / f'{i:06d}.npy', np.full((height, width), 10.0, np.float32))

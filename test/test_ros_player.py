@@ -62,7 +62,8 @@ def test_player_publishes_clock_and_stops_cleanly_on_signals(small_bag, probe):
     probe.record(Image, '/camera/image')
     for signum in (signal.SIGINT, signal.SIGTERM):
         player = subprocess.Popen(player_command(small_bag, '--loop', '--clock', '50', '--rate', '2',
-                                                 '--topics', '/camera/image'),
+                                                 '--topics', 'image=/camera/image',
+                                                 '--wait-for-subscribers', '0'),
                                   stderr=subprocess.PIPE, text=True)
         try:
             probe.wait_for(lambda: len(probe.messages('/camera/image')) >= 7, 30, 'a second loop of the bag')
@@ -84,4 +85,5 @@ def test_player_publishes_clock_and_stops_cleanly_on_signals(small_bag, probe):
 def test_player_missing_bag_is_one_line(tmp_path):
     out = subprocess.run(player_command(tmp_path / 'nothing'), capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
-    assert out.stderr.strip() == f'bag play: {tmp_path / "nothing"}: not a rosbag2 folder (no metadata.yaml)'
+    assert out.stderr.strip() == (f'bag play: {tmp_path / "nothing"}: not a rosbag2 folder '
+                                  '(no metadata.yaml) or ROS 1 .bag file')

@@ -18,8 +18,8 @@ SPLITS = {
 LAYOUT = '\nexpected layout:' + __doc__.split('::', 1)[1].rstrip()
 
 
-def read_calib(path) -> tuple[np.ndarray, np.ndarray]:
-    """``calib.txt`` → (K (3, 3) = P2[:3, :3], Tr (4, 4) velodyne → camera)."""
+def read_calib_matrices(path) -> dict[str, np.ndarray]:
+    """``calib.txt`` → {name: its numbers (flat)}, e.g. 'P2' (12), 'P3' (12), 'Tr' (12)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'{path}: calibration missing{LAYOUT}')
@@ -31,6 +31,12 @@ def read_calib(path) -> tuple[np.ndarray, np.ndarray]:
                 values[key.strip()] = np.array([float(v) for v in rest.split()])
             except ValueError:
                 raise ValueError(f'{path}: unreadable line {line!r}') from None
+    return values
+
+
+def read_calib(path) -> tuple[np.ndarray, np.ndarray]:
+    """``calib.txt`` → (K (3, 3) = P2[:3, :3], Tr (4, 4) velodyne → camera)."""
+    values = read_calib_matrices(path)
     for key, size in (('P2', 12), ('Tr', 12)):
         if key not in values or values[key].size != size:
             raise ValueError(f'{path}: needs {key} with {size} numbers')

@@ -13,13 +13,13 @@ not fit the network (missing, unexpected, mis-shaped, of another kind of type, o
 preset that differs from the one asked for, or a file that is refused.
 """
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .files import atomic_path
 from .model import Symphonies
 from .presets import PRESETS, Preset
 from .torch_archive import ArchiveError, load_archive
@@ -244,10 +244,8 @@ def save_checkpoint(model: Symphonies, preset: Preset, path, half: bool = False)
     ``half`` stores floating-point weights as float16 (half the size); loading casts them back.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + '.tmp')
-    save_file(tensors, str(tmp), metadata={'format': FORMAT, 'preset': json.dumps(preset.to_dict())})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={'format': FORMAT, 'preset': json.dumps(preset.to_dict())})
     return path

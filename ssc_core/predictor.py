@@ -125,16 +125,18 @@ class Predictor:
 
     def prepare(self, images, depths, Ks, cams_from_grid) -> dict[str, torch.Tensor]:
         """Lists of frames → the network's keyword inputs, batched on the device."""
-        return self._batch(self._frames(images, depths, Ks, cams_from_grid))
+        return self._batch(self._frames(images, depths, Ks, cams_from_grid)[0])
 
-    def _frames(self, images, depths, Ks, cams_from_grid) -> list[dict[str, np.ndarray]]:
+    def _frames(self, images, depths, Ks, cams_from_grid):
+        """→ (each frame's network inputs, each frame's :class:`CameraGeometry`)."""
         if not (len(images) == len(depths) == len(Ks) == len(cams_from_grid)) or not images:
             raise ValueError('images, depths, Ks and cams_from_grid must be non-empty lists of equal length')
-        frames = []
+        frames, geometries = [], []
         for image, depth, K, pose in zip(images, depths, Ks, cams_from_grid, strict=True):
             geometry = self.geometry(K, pose, np.shape(image)[:2])
             frames.append(frame_inputs(image, depth, geometry.fit, pose, self.preset, geometry.network))
-        return frames
+            geometries.append(geometry)
+        return frames, geometries
 
     def _batch(self, frames: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         return {k: torch.from_numpy(np.stack([f[k] for f in frames])).to(self.device)
@@ -164,7 +166,7 @@ class Predictor:
     def predict_batch(self, images, depths, Ks, cams_from_grid,
                       return_probs: bool = False) -> list[Prediction]:
         """Several frames, in runs of at most ``backend.max_batch``; each gives its single-frame result."""
-        frames = self._frames(images, depths, Ks, cams_from_grid)
+        frames, geometries = self._frames(images, depths, Ks, cams_from_grid)
         warnings = [depth_warnings(f['depth'], f['cam_K'], f['cam_pose'], self.preset) for f in frames]
         inputs = self._batch(frames)
         step = self.backend.max_batch or len(images)
@@ -173,8 +175,6 @@ class Predictor:
         labels = np.concatenate([r[0] for r in runs])
         logits = torch.cat([r[1] for r in runs]) if return_probs else None
         probs = logits.softmax(1).cpu().numpy() if return_probs else [None] * len(labels)
-        geometries = [self.geometry(K, pose, np.shape(image)[:2])
-                      for image, K, pose in zip(images, Ks, cams_from_grid, strict=True)]
         for frame_warnings, g in zip(warnings, geometries, strict=True):
             if g.view.small:
                 frame_warnings['small_view'] = (f'{g.view.describe()}: little of the grid is seen '

@@ -69,6 +69,15 @@ def checkpoint(tmp_path_factory) -> str:
     return str(save_checkpoint(SMALL.model.build(), SMALL, path))
 
 
+@pytest.fixture()
+def probe():
+    """An in-process ROS 2 node that records and publishes (:class:`ros_helpers.Probe`)."""
+    from ros_helpers import Probe
+    p = Probe()
+    yield p
+    p.close()
+
+
 @pytest.fixture(autouse=True)
 def _no_node_left_running():
     """A test that failed half-way leaves no node it started (ros_helpers.start) behind."""

@@ -8,7 +8,7 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import OccupancyGrid
-from ros_helpers import Probe, diagnostics_values, node_command, rss_mib, start
+from ros_helpers import diagnostics_values, node_command, rss_mib, start
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
@@ -31,13 +31,6 @@ def sequence(tmp_path_factory):
     root = tmp_path_factory.mktemp('kitti')
     seq = write_sequence(root, '08', 8, image_size=(320, 96), label_every=100)
     return seq, root / 'depth' / 'sequences' / '08'
-
-
-@pytest.fixture()
-def probe():
-    p = Probe()
-    yield p
-    p.close()
 
 
 def stop(process):

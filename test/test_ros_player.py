@@ -7,7 +7,7 @@ import time
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import Probe, diagnostics_values, node_command, start, write_kitti_sequence
+from ros_helpers import diagnostics_values, node_command, start, write_kitti_sequence
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image
 
@@ -27,13 +27,6 @@ def small_bag(tmp_path_factory):
     root = tmp_path_factory.mktemp('small_bag')
     seq, depth = write_kitti_sequence(root / 'seq', root / 'depth', 5, size=(320, 96))
     return convert(seq, depth, root / 'bag', progress=False)
-
-
-@pytest.fixture()
-def probe():
-    p = Probe()
-    yield p
-    p.close()
 
 
 def test_full_size_frames_from_the_player_reach_the_node(checkpoint, probe, tmp_path):

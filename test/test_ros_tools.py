@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from ros_helpers import Probe, write_kitti_sequence
+from ros_helpers import write_kitti_sequence
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from sensor_msgs_py.point_cloud2 import read_points
 from std_msgs.msg import Header
@@ -73,13 +73,6 @@ def node_pid(log) -> int:
         if '[ssc_node-1]: process started with pid [' in line:
             return int(line.split('[')[-1].rstrip(']'))
     raise AssertionError(Path(log).read_text())
-
-
-@pytest.fixture()
-def probe():
-    p = Probe()
-    yield p
-    p.close()
 
 
 class Camera:

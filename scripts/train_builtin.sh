@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the built-in model (ssc_core/weights/small_synthetic.safetensors): synthetic streets in
-# the SemanticKITTI layout, the reduced `small` preset, trained from scratch on the CPU.
+# the SemanticKITTI layout (uint8 PNGs, unobserved voxels marked invalid), the reduced `small` preset,
+# trained from scratch on the CPU with the authors' flips plus data=synthetic's photometric changes
+# (exposure, sensor noise, JPEG) so that camera noise does not move its output.
 #   scripts/train_builtin.sh [OUT]      (OUT defaults to outputs/builtin; ~40 min on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -4,9 +4,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from ssc_core.data.dataset import SSCDataset
 from ssc_core.data.label_files import LabelError, downsample_majority, read_raw_voxels, read_target
+from ssc_core.data.photometric import Photometric
 from ssc_core.data.semantic_kitti import read_calib, semantic_kitti_frames
 from ssc_core.data.synthetic import write_voxels
 from ssc_core.geometry import grid_shape
@@ -192,3 +194,49 @@ def test_kitti_360_layout(tmp_path):
     np.testing.assert_allclose(sample['cam_K'].numpy(), KITTI_360.cam_K, rtol=1e-6)
     with pytest.raises(FileNotFoundError, match='2013_05_28_drive_0009_sync: drive not found'):
         kitti_360_frames(root, 'test', depth, labels)
+
+
+def test_photometric_changes_are_camera_like_and_repeatable():
+    rng = np.random.default_rng(0)
+    image = np.clip(np.linspace(0, 255, 96 * 128).reshape(96, 128, 1) + rng.normal(0, 20, (96, 128, 3)),
+                    0, 255).astype(np.uint8)
+    augment = Photometric()
+    out = augment(image, seed=1)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    np.testing.assert_array_equal(out, augment(image, seed=1))
+    changes = [np.abs(augment(image, seed=s).astype(int) - image).mean() for s in range(20)]
+    assert min(changes) > 0 and max(changes) < 0.15 * 255 + 20, changes
+    assert len({round(c, 3) for c in changes}) == 20
+    jpeg_only = Photometric(brightness=0, contrast=0, noise=0, jpeg_quality=(10, 10), jpeg_probability=1)
+    squeezed = jpeg_only(image, seed=0)
+    assert 0 < np.abs(squeezed.astype(int) - image).mean() < 20
+    off = Photometric(brightness=0, contrast=0, noise=0, jpeg_probability=0)
+    np.testing.assert_array_equal(off(image, seed=3), image)
+
+
+@pytest.mark.parametrize('field, value', [('noise', -1.0), ('brightness', 2), ('jpeg_probability', True),
+                                          ('jpeg_quality', (90, 40)), ('jpeg_quality', (0, 50))])
+def test_photometric_rejects_bad_settings(field, value):
+    with pytest.raises(ValueError, match=f'photometric.{field}: expected'):
+        Photometric(**{field: value})
+
+
+def test_training_samples_get_photometric_changes_from_the_sampler_seed(synthetic):
+    from ssc_core.training.data import EpochSampler, SSCDataModule
+    module = SSCDataModule('semantic_kitti', 'small', synthetic, synthetic / 'depth', synthetic / 'labels',
+                           num_workers=0, splits={'train': ['00'], 'val': ['08']},
+                           photometric={'noise': 8.0, 'jpeg_quality': [30, 60]})
+    module.setup('fit')
+    train, val = module.datasets['train'], module.datasets['val']
+    keys = list(EpochSampler(len(train), seed=3, flip=True, epoch=2))
+    assert keys == list(EpochSampler(len(train), seed=3, flip=True, epoch=2))
+    assert len({seed for _, _, seed in keys}) == len(keys)
+    index, flip, seed = keys[0]
+    first, again = train[index, flip, seed]['img'], train[index, flip, seed]['img']
+    assert torch.equal(first, again)
+    assert not torch.equal(first, train[index, flip, seed + 1]['img'])
+    plain = SSCDataset(train.frames, train.preset)[index, flip, seed]['img']
+    assert not torch.equal(first, plain) and (first - plain).abs().mean() < 0.5
+    assert val.photometric is None
+    with pytest.raises(ValueError, match='photometric'):
+        SSCDataModule('semantic_kitti', 'small', synthetic, synthetic, synthetic, photometric={'blur': 1})

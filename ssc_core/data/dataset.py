@@ -14,6 +14,7 @@ from ..frame_inputs import frame_inputs, plan_fit, project_grids
 from ..geometry import frustum_cells, local_frustums
 from ..presets import Preset
 from .label_files import downsample_majority, read_target
+from .photometric import Photometric
 
 SOURCE_VOXEL_SIZE = 0.2   # prepared targets are 0.2 m (FRAME_1_1.npy) and 1.6 m (FRAME_1_8.npy)
 SOURCE_GRID = (256, 256, 32)
@@ -46,24 +47,27 @@ class SSCDataset(torch.utils.data.Dataset):
     (IGNORE_LABEL = ignore), frustum_ids (X, Y, Z) int16, frustums_class_dists (F, C); plus sequence and
     frame_id strings.
 
-    Items are indexed by frame number, or by ``(frame number, flip)``: ``flip`` is the authors'
-    training augmentation, a horizontal flip of image, depth and target (the geometry is kept),
-    decided by the sampler (``ssc_core.training.data.EpochSampler``).
+    Items are indexed by frame number, or by ``(frame number, flip, photometric seed)`` keys that
+    the sampler (``ssc_core.training.data.EpochSampler``) draws: ``flip`` is the authors' training
+    augmentation, a horizontal flip of image, depth and target (the geometry is kept); the seed
+    draws the ``photometric`` changes of the image, if any.
 
     Args:
         frames: from a reader. preset: network and geometry. frustum_size: frustums per image side.
         fit: how images become the network's input (:func:`~ssc_core.frame_inputs.plan_fit`;
             ``auto`` keeps the authors' crop for KITTI-sized images).
+        photometric: camera-like image changes for training (:class:`Photometric`), or None.
     """
 
     def __init__(self, frames: list[FrameRecord], preset: Preset, frustum_size: int = 8,
-                 fit: str = 'auto'):
+                 fit: str = 'auto', photometric: Photometric | None = None):
         if not frames:
             raise ValueError('the dataset has no frames')
         self.frames = frames
         self.preset = preset
         self.frustum_size = frustum_size
         self.fit = fit
+        self.photometric = photometric
         factor = preset.model.voxel_size / SOURCE_VOXEL_SIZE
         if abs(factor - round(factor)) > 1e-6 or round(factor) not in (1, 2, 4, 8):
             raise ValueError(f'preset {preset.name}: voxel size {preset.model.voxel_size} m must be '
@@ -94,13 +98,15 @@ class SSCDataset(torch.utils.data.Dataset):
         target = read_target(path, SOURCE_GRID, num_classes)
         return downsample_majority(target, self.target_factor)
 
-    def __getitem__(self, key: int | tuple[int, bool]):
-        index, flip = key if isinstance(key, tuple) else (key, False)
+    def __getitem__(self, key: int | tuple[int, bool, int]):
+        index, flip, seed = key if isinstance(key, tuple) else (key, False, None)
         frame = self.frames[index]
         try:
             image = np.asarray(Image.open(frame.image).convert('RGB'))
         except OSError as e:
             raise ValueError(f'{frame.image}: cannot read image ({e})') from None
+        if self.photometric is not None and seed is not None:
+            image = self.photometric(image, seed)
         depth = np.load(frame.depth)
         if depth.shape != image.shape[:2]:
             raise ValueError(f'{frame.depth}: depth {depth.shape} differs from image '

@@ -6,14 +6,16 @@ import numpy as np
 import torch
 
 from ..data.dataset import SSCDataset
+from ..data.photometric import Photometric
 from ..data.readers import READERS
 from ..presets import get_preset
 
 
 class EpochSampler(torch.utils.data.Sampler):
-    """The training order and flips as functions of (seed, epoch) alone, so a resumed run draws
-    exactly what an uninterrupted one draws. Yields ``(index, flip)`` keys of this process's share
-    (every ``world_size``-th of the shuffled order from ``rank``, padded like DistributedSampler)."""
+    """The training order, flips and photometric seeds as functions of (seed, epoch) alone, so a
+    resumed run draws exactly what an uninterrupted one draws. Yields ``(index, flip, photometric
+    seed)`` keys of this process's share (every ``world_size``-th of the shuffled order from
+    ``rank``, padded like DistributedSampler)."""
 
     def __init__(self, size: int, seed: int, flip: bool, epoch: int = 0, rank: int = 0, world_size: int = 1):
         self.size, self.seed, self.flip = size, seed, flip
@@ -29,8 +31,9 @@ class EpochSampler(torch.utils.data.Sampler):
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(self.size)
         flips = rng.random(self.size) < 0.5 if self.flip else np.zeros(self.size, bool)
+        seeds = rng.integers(0, 2**31, self.size)
         share = np.resize(order, len(self) * self.world_size)[self.rank::self.world_size]
-        return iter([(int(i), bool(flips[i])) for i in share])
+        return iter([(int(i), bool(flips[i]), int(seeds[i])) for i in share])
 
 
 class SSCDataModule(L.LightningDataModule):
@@ -40,13 +43,16 @@ class SSCDataModule(L.LightningDataModule):
         dataset: 'semantic_kitti' or 'kitti_360' (the on-disk layout).
         preset: network/geometry preset name. data_root, depth_root, label_root: folders.
         flip: the authors' training augmentation (horizontal flip of image, depth and target with
-            probability 0.5). seed: of the training order and flips (:class:`EpochSampler`).
+            probability 0.5). seed: of the training order and augmentation (:class:`EpochSampler`).
         splits: optional {split: [sequences]} overriding the dataset's standard splits.
+        photometric: camera-like image changes of training samples, as keyword arguments of
+            :class:`~ssc_core.data.photometric.Photometric` (None: off, the authors' recipe).
     """
 
     def __init__(self, dataset: str, preset: str, data_root: str, depth_root: str, label_root: str,
                  batch_size: int = 1, num_workers: int = 4, frustum_size: int = 8,
-                 flip: bool = True, splits: dict | None = None, seed: int = 0):
+                 flip: bool = True, splits: dict | None = None, seed: int = 0,
+                 photometric: dict | None = None):
         super().__init__()
         if dataset not in READERS:
             raise ValueError(f'data.dataset: expected one of {list(READERS)}, got {dataset!r}')
@@ -56,12 +62,20 @@ class SSCDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.frustum_size, self.flip, self.seed = frustum_size, flip, seed
         self.splits = dict(splits or {})
+        fields = list(Photometric.__annotations__)
+        if photometric is not None and not isinstance(photometric, dict):
+            raise ValueError(f'photometric: expected null or a mapping of {fields}, got {photometric!r}')
+        try:
+            self.photometric = Photometric(**photometric) if photometric is not None else None
+        except TypeError as e:
+            raise ValueError(f'photometric: {e}; expected keys {fields}') from None
 
     def dataset(self, split: str, with_targets: bool = True) -> SSCDataset:
         roots = dict(self.roots) if with_targets else {**self.roots, 'label_root': None}
         frames = self.reader(roots['data_root'], split, roots['depth_root'], roots['label_root'],
                              sequences=self.splits.get(split))
-        return SSCDataset(frames, self.preset, self.frustum_size)
+        photometric = self.photometric if split == 'train' else None
+        return SSCDataset(frames, self.preset, self.frustum_size, photometric=photometric)
 
     def setup(self, stage: str) -> None:
         """List and check the frames of the stage's splits (errors name the missing paths)."""

@@ -1,5 +1,6 @@
 """ros2 launch ssc_ros ssc.launch.py [namespace:=…] [params_file:=…] [image:=…] [depth:=…]
-[camera_info:=…] [use_sim_time:=true] [bag:=PATH rate:=1.0 loop:=false] [rviz:=true]
+[camera_info:=…] [use_sim_time:=true] [bag:=PATH rate:=1.0 loop:=false bag_topics:=ROLE=TOPIC,…
+baseline:=METRES] [rviz:=true]
 
 A thin adapter over ssc_ros.launch_description, which holds what is started.
 """
@@ -20,6 +21,9 @@ ARGUMENTS = {
     'bag': ('', 'rosbag2 folder to play with the built-in player'),
     'rate': ('1.0', 'playback rate'),
     'loop': ('false', 'loop the bag'),
+    'bag_topics': ('', "the bag's topic per role, ROLE=TOPIC,... (image, depth, camera_info, right, "
+                   "right_camera_info; default: ours, else kitti2bag's)"),
+    'baseline': ('', 'stereo baseline in metres for bags without depth (default: from the camera_info pair)'),
     'rviz': ('false', 'start RViz with config/ssc.rviz'),
 }
 
@@ -30,7 +34,8 @@ def _actions(context):
                  image=value['image'], depth=value['depth'], camera_info=value['camera_info'],
                  use_sim_time=value['use_sim_time'].lower() == 'true', bag=value['bag'],
                  rate=float(value['rate']), loop=value['loop'].lower() == 'true',
-                 rviz=value['rviz'].lower() == 'true')
+                 rviz=value['rviz'].lower() == 'true', bag_topics=value['bag_topics'],
+                 baseline=float(value['baseline']) if value['baseline'] else None)
     actions = [Node(package=d.node.package, executable=d.node.executable, name=d.node.name,
                     namespace=d.node.namespace, parameters=d.node.parameters,
                     remappings=d.node.remappings, output='screen')]

@@ -60,8 +60,10 @@ class Description:
 def describe(params_file: str | None = None, namespace: str = '', image: str = '/camera/image',
              depth: str = '/camera/depth', camera_info: str = '/camera/camera_info',
              use_sim_time: bool = False, bag: str = '', rate: float = 1.0, loop: bool = False,
-             rviz: bool = False, extra_parameters: dict | None = None) -> Description:
-    """The launch as data. Topics name what the node's ``image``/``depth``/``camera_info`` read."""
+             rviz: bool = False, extra_parameters: dict | None = None, bag_topics: str = '',
+             baseline: float | None = None) -> Description:
+    """The launch as data. Topics name what the node's ``image``/``depth``/``camera_info`` read;
+    ``bag_topics`` (ROLE=TOPIC,...) and ``baseline`` (metres) go to the player for others' bags."""
     share = share_dir()
     params = [str(params_file or share / 'config' / 'ssc.yaml'), {'use_sim_time': use_sim_time,
                                                                   **(extra_parameters or {})}]
@@ -71,7 +73,8 @@ def describe(params_file: str | None = None, namespace: str = '', image: str = '
     player = None
     if bag:
         args = ['play', bag, '--rate', str(rate)] + (['--loop'] if loop else []) + \
-            (['--clock'] if use_sim_time else [])
+            (['--clock'] if use_sim_time else []) + (['--topics', bag_topics] if bag_topics else []) + \
+            (['--baseline', str(baseline)] if baseline is not None else [])
         player = NodeSpec(PACKAGE, 'ssc_bag', 'ssc_bag_player', namespace, arguments=args,
                           module='ssc_ros.bag')
     viewer = None

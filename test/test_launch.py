@@ -23,6 +23,10 @@ def test_description():
     with pytest.raises(ValueError, match='rviz2: not one of ours'):
         d.rviz.command()
     assert describe().player is None and describe().rviz is None
+    other = describe(bag='/bags/kitti2bag', bag_topics='image=/kitti/camera_color_left/image_raw',
+                     baseline=0.54)
+    assert other.player.arguments[-4:] == ['--topics', 'image=/kitti/camera_color_left/image_raw',
+                                           '--baseline', '0.54']
 
 
 def test_launch_file_loads_under_the_launch_system():
@@ -32,7 +36,7 @@ def test_launch_file_loads_under_the_launch_system():
     description = get_launch_description_from_python_launch_file(str(REPO / 'launch' / 'ssc.launch.py'))
     names = [a.name for a in description.get_launch_arguments()]
     assert names == ['namespace', 'params_file', 'image', 'depth', 'camera_info', 'use_sim_time', 'bag',
-                     'rate', 'loop', 'rviz']
+                     'rate', 'loop', 'bag_topics', 'baseline', 'rviz']
 
 
 def test_parameters_file_documents_every_parameter():

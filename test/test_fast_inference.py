@@ -156,3 +156,29 @@ def test_torch_compile_falls_back_to_eager_where_it_cannot_compile(tmp_path):
     assert 'torch.compile failed, running eager instead' in out.stderr
     assert 'C++ compiler' in out.stderr
     assert out.stdout.split()[0] == '1.0' and 'eager' in out.stdout
+
+
+def test_per_token_slices_give_the_whole_axis_result(monkeypatch):
+    """Feed-forward blocks and deformable attention over slices of the queries (inference) give
+    bit for bit what one call over all of them gives, and slices are really taken."""
+    from ssc_core.model import chunks
+    from ssc_core.model.deform_attn import DeformableSqueezeAttention
+    from ssc_core.model.transformer import DeformableTransformerLayer
+    layer = DeformableTransformerLayer(32, 4, 1, 8, attn_layer=DeformableSqueezeAttention).eval()
+    query, value, pos = (torch.randn(2, 16 * 16 * 4, 32) for _ in range(3))
+    refs = torch.rand(2, query.shape[1], 1, 3)
+    with torch.no_grad():
+        whole = layer(query, value, pos, refs, [(16, 16, 4)])
+        calls = []
+        slice_of = chunks.in_slices
+        monkeypatch.setattr(chunks, 'CHUNK_BYTES', 20_000)
+        for module in ('transformer', 'deform_attn'):
+            monkeypatch.setattr(f'ssc_core.model.{module}.in_slices',
+                                lambda fn, *a, **k: calls.append(1) or slice_of(fn, *a, **k))
+        sliced = layer(query, value, pos, refs, [(16, 16, 4)])
+        assert chunks.tokens_per_slice(query, 1000) == 20
+    assert len(calls) == 2 and chunks.tokens_per_slice(query, 1000) == query.shape[1]  # training
+    assert torch.equal(sliced, whole)
+    with torch.enable_grad():  # training: one call, gradients flow
+        layer(query.requires_grad_(), value, pos, refs, [(16, 16, 4)]).sum().backward()
+    assert query.grad is not None and torch.isfinite(query.grad).all()

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .chunks import in_slices, tokens_per_slice
+
 SpatialShapes = Sequence[tuple[int, int]]
 
 
@@ -16,6 +18,10 @@ def multi_scale_deformable_attn(value: torch.Tensor, spatial_shapes: SpatialShap
                                 sampling_locations: torch.Tensor,
                                 attention_weights: torch.Tensor) -> torch.Tensor:
     """Bilinear sampling of every level at the given locations, weighted and summed.
+
+    Queries are sampled in slices (:mod:`.chunks`): the sampled values, (B*heads, D, queries, P)
+    before they are weighted and summed, would be 0.5–1 GB, twice, for the scene's 262,144 voxel
+    queries. Every query's result is computed as without slices.
 
     Args:
         value: (B, Nv, heads, D), levels flattened row-major one after another.
@@ -26,20 +32,34 @@ def multi_scale_deformable_attn(value: torch.Tensor, spatial_shapes: SpatialShap
         (B, Nq, heads * D)
     """
     bs, _, num_heads, head_dims = value.shape
-    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
-    values = value.split([h * w for h, w in spatial_shapes], dim=1)
+    num_queries, num_points = sampling_locations.shape[1], sampling_locations.shape[4]
+    values = [v.flatten(2).transpose(1, 2).reshape(bs * num_heads, head_dims, h, w)
+              for v, (h, w) in zip(value.split([h * w for h, w in spatial_shapes], dim=1),
+                                   spatial_shapes, strict=True)]
+    per_query = bs * num_heads * head_dims * num_points * value.element_size()
+    step = tokens_per_slice(sampling_locations, per_query)
+    out = torch.cat([_sample_and_sum(values, sampling_locations[:, i:i + step],
+                                     attention_weights[:, i:i + step])
+                     for i in range(0, num_queries, step)], dim=2)
+    return out.view(bs, num_heads * head_dims, num_queries).transpose(1, 2).contiguous()
+
+
+def _sample_and_sum(values: list[torch.Tensor], sampling_locations: torch.Tensor,
+                    attention_weights: torch.Tensor) -> torch.Tensor:
+    """values: per level (B*heads, D, h, w); locations (B, n, heads, L, P, 2); weights
+    (B, n, heads, L, P) → (B*heads, D, n)."""
+    bs, num_queries, num_heads, num_levels, num_points, _ = sampling_locations.shape
     grids = 2 * sampling_locations - 1
     weights = attention_weights.transpose(1, 2).reshape(bs * num_heads, 1, num_queries,
                                                         num_levels, num_points)
     out = None
-    for level, (h, w) in enumerate(spatial_shapes):
-        value_l = values[level].flatten(2).transpose(1, 2).reshape(bs * num_heads, head_dims, h, w)
-        grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # (B*heads, Nq, P, 2)
+    for level, value_l in enumerate(values):
+        grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)  # (B*heads, n, P, 2)
         sampled = F.grid_sample(value_l, grid_l, mode='bilinear', padding_mode='zeros',
-                                align_corners=False)  # (B*heads, D, Nq, P)
-        part = (sampled * weights[..., level, :]).sum(-1)  # (B*heads, D, Nq)
+                                align_corners=False)  # (B*heads, D, n, P)
+        part = (sampled * weights[..., level, :]).sum(-1)  # (B*heads, D, n)
         out = part if out is None else out + part
-    return out.view(bs, num_heads * head_dims, num_queries).transpose(1, 2).contiguous()
+    return out
 
 
 class MultiScaleDeformableAttention(nn.Module):
@@ -76,16 +96,24 @@ class MultiScaleDeformableAttention(nn.Module):
         Returns:
             (B, Nq, C)
         """
-        identity = query
         if value is None:
             value = query
-        if query_pos is not None:
-            query = query + query_pos
-        bs, num_queries, _ = query.shape
+        bs = query.shape[0]
         value = self.value_proj(value)
         if key_padding_mask is not None:
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
         value = value.view(bs, value.shape[1], self.num_heads, self.embed_dims // self.num_heads)
+        # each query's offsets, weights and sampling: over slices of the queries at inference
+        per_query = 2 * self.num_heads * self.num_levels * self.num_points * 2 * query.element_size()
+        return in_slices(lambda q, pos, refs: self._attend(q, pos, refs, value, spatial_shapes),
+                         query, query_pos, reference_points, bytes_per_token=per_query)
+
+    def _attend(self, query, query_pos, reference_points, value, spatial_shapes):
+        """The attention of (B, n, C) queries on the projected (B, Nv, heads, D) value, plus identity."""
+        identity = query
+        if query_pos is not None:
+            query = query + query_pos
+        bs, num_queries, _ = query.shape
         shape = (bs, num_queries, self.num_heads, self.num_levels, self.num_points)
         offsets = self.sampling_offsets(query).view(*shape, 2)
         weights = self.attention_weights(query).view(

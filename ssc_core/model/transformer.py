@@ -1,12 +1,19 @@
 """Pre-norm transformer layers of the Symphonies decoder (authors' parameter names)."""
 from torch import nn
 
+from .chunks import in_slices
 from .deform_attn import MultiScaleDeformableAttention
 
 
 def _ffn(embed_dims: int, mlp_ratio: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(embed_dims, embed_dims * mlp_ratio), nn.GELU(),
                          nn.Linear(embed_dims * mlp_ratio, embed_dims))
+
+
+def ffn_residual(query, norm: nn.LayerNorm, ffn: nn.Sequential):
+    """``query + ffn(norm(query))`` for (B, N, C) queries, over slices of N at inference."""
+    hidden = ffn[0].out_features * query.element_size()
+    return in_slices(lambda q: q + ffn(norm(q)), query, bytes_per_token=2 * hidden)
 
 
 class TransformerLayer(nn.Module):
@@ -34,7 +41,7 @@ class TransformerLayer(nn.Module):
             normed = normed + query_pos
         query = query + self.attn(normed, key, value, need_weights=False)[0]
         if self.ffn is not None:
-            query = query + self.ffn(self.norm2(query))
+            query = ffn_residual(query, self.norm2, self.ffn)
         return query
 
 
@@ -57,5 +64,5 @@ class DeformableTransformerLayer(nn.Module):
         """query (B, Nq, C), value (B, Nv, C), ref_pts (B, Nq, L, 2 or 3) → (B, Nq, C)."""
         query = query + self.attn(self.norm1(query), value, query_pos, ref_pts, spatial_shapes)
         if self.ffn is not None:
-            query = query + self.ffn(self.norm2(query))
+            query = ffn_residual(query, self.norm2, self.ffn)
         return query

@@ -1,6 +1,7 @@
 """Checkpoint loading: strict, safe (no code runs from the file), clear errors."""
 import builtins
 import os
+import stat
 
 import pytest
 import torch
@@ -23,6 +24,17 @@ def test_our_checkpoint_round_trip(small_model, tmp_path):
     for (k, a), b in zip(small_model.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), k
     assert not (tmp_path / 'small.safetensors.tmp').exists()
+
+
+def test_saved_files_are_readable_by_others_as_the_umask_allows(small_model, tmp_path):
+    """safetensors creates its files 0600; ours get what any new file gets (a node running as
+    another user can load them)."""
+    old = os.umask(0o027)
+    try:
+        path = save_checkpoint(small_model, SMALL_PRESET, tmp_path / 'shared.safetensors')
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 def test_lightning_checkpoint_with_prefix_and_extra_entries(small_model, tmp_path):

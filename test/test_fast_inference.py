@@ -34,8 +34,11 @@ def random_head(channels: int, classes: int, z_up: bool) -> ClassHead:
     return head.eval()
 
 
-@pytest.mark.parametrize('z_up', [True, False])
-def test_subpixel_head_equals_the_authors_layers(z_up):
+@pytest.mark.parametrize('z_up, slab_bytes', [(True, None), (False, None), (True, 1)])
+def test_subpixel_head_equals_the_authors_layers(z_up, slab_bytes, monkeypatch):
+    """slab_bytes=1: one X slice of the input at a time (full-size volumes are taken in slabs)."""
+    if slab_bytes:
+        monkeypatch.setattr('ssc_core.model.subpixel_head.CHUNK_BYTES', slab_bytes)
     torch.manual_seed(0)
     head = random_head(16, 5, z_up)
     x = torch.randn(2, 16, 6, 7, 3)
@@ -43,6 +46,8 @@ def test_subpixel_head_equals_the_authors_layers(z_up):
         reference = head(x)
         head.subpixel = True
         fast = head(x)
+        monkeypatch.undo()
+        assert torch.equal(fast, head(x))  # slabs change nothing
     assert fast.shape == reference.shape == (2, 5, 12, 14, 6 * (2 if z_up else 1))
     torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
     assert (fast[1] - fast[0]).abs().max() > 0.1  # each sample its own result

@@ -14,9 +14,17 @@ from .chunks import in_slices, tokens_per_slice
 SpatialShapes = Sequence[tuple[int, int]]
 
 
-def multi_scale_deformable_attn(value: torch.Tensor, spatial_shapes: SpatialShapes,
-                                sampling_locations: torch.Tensor,
-                                attention_weights: torch.Tensor) -> torch.Tensor:
+def level_maps(value: torch.Tensor, spatial_shapes: SpatialShapes) -> list[torch.Tensor]:
+    """value (B, Nv, heads, D), levels flattened row-major one after another → per level the
+    (B*heads, D, h, w) maps that :func:`deformable_sampling` reads."""
+    bs, _, num_heads, head_dims = value.shape
+    return [v.flatten(2).transpose(1, 2).reshape(bs * num_heads, head_dims, h, w)
+            for v, (h, w) in zip(value.split([h * w for h, w in spatial_shapes], dim=1),
+                                 spatial_shapes, strict=True)]
+
+
+def deformable_sampling(levels: list[torch.Tensor], sampling_locations: torch.Tensor,
+                        attention_weights: torch.Tensor) -> torch.Tensor:
     """Bilinear sampling of every level at the given locations, weighted and summed.
 
     Queries are sampled in slices (:mod:`.chunks`): the sampled values, (B*heads, D, queries, P)
@@ -24,24 +32,19 @@ def multi_scale_deformable_attn(value: torch.Tensor, spatial_shapes: SpatialShap
     queries. Every query's result is computed as without slices.
 
     Args:
-        value: (B, Nv, heads, D), levels flattened row-major one after another.
-        spatial_shapes: (h, w) of each level.
+        levels: from :func:`level_maps`.
         sampling_locations: (B, Nq, heads, L, P, 2), normalized (x, y) in [0, 1].
         attention_weights: (B, Nq, heads, L, P).
     Returns:
         (B, Nq, heads * D)
     """
-    bs, _, num_heads, head_dims = value.shape
-    num_queries, num_points = sampling_locations.shape[1], sampling_locations.shape[4]
-    values = [v.flatten(2).transpose(1, 2).reshape(bs * num_heads, head_dims, h, w)
-              for v, (h, w) in zip(value.split([h * w for h, w in spatial_shapes], dim=1),
-                                   spatial_shapes, strict=True)]
-    per_query = bs * num_heads * head_dims * num_points * value.element_size()
-    step = tokens_per_slice(sampling_locations, per_query)
-    out = torch.cat([_sample_and_sum(values, sampling_locations[:, i:i + step],
+    bs, num_queries, num_heads, _, num_points, _ = sampling_locations.shape
+    channels = levels[0].shape[1] * num_heads
+    step = tokens_per_slice(sampling_locations, bs * channels * num_points * levels[0].element_size())
+    out = torch.cat([_sample_and_sum(levels, sampling_locations[:, i:i + step],
                                      attention_weights[:, i:i + step])
                      for i in range(0, num_queries, step)], dim=2)
-    return out.view(bs, num_heads * head_dims, num_queries).transpose(1, 2).contiguous()
+    return out.view(bs, channels, num_queries).transpose(1, 2).contiguous()
 
 
 def _sample_and_sum(values: list[torch.Tensor], sampling_locations: torch.Tensor,
@@ -103,13 +106,15 @@ class MultiScaleDeformableAttention(nn.Module):
         if key_padding_mask is not None:
             value = value.masked_fill(key_padding_mask[..., None], 0.0)
         value = value.view(bs, value.shape[1], self.num_heads, self.embed_dims // self.num_heads)
+        levels = level_maps(value, spatial_shapes)
+        del value
         # each query's offsets, weights and sampling: over slices of the queries at inference
         per_query = 2 * self.num_heads * self.num_levels * self.num_points * 2 * query.element_size()
-        return in_slices(lambda q, pos, refs: self._attend(q, pos, refs, value, spatial_shapes),
+        return in_slices(lambda q, pos, refs: self._attend(q, pos, refs, levels, spatial_shapes),
                          query, query_pos, reference_points, bytes_per_token=per_query)
 
-    def _attend(self, query, query_pos, reference_points, value, spatial_shapes):
-        """The attention of (B, n, C) queries on the projected (B, Nv, heads, D) value, plus identity."""
+    def _attend(self, query, query_pos, reference_points, levels, spatial_shapes):
+        """The attention of (B, n, C) queries on the value's :func:`level_maps`, plus identity."""
         identity = query
         if query_pos is not None:
             query = query + query_pos
@@ -123,7 +128,7 @@ class MultiScaleDeformableAttention(nn.Module):
                                   device=offsets.device)
         locations = (reference_points[:, :, None, :, None, :] +
                      offsets / normalizer[None, None, None, :, None, :])
-        out = multi_scale_deformable_attn(value, spatial_shapes, locations, weights)
+        out = deformable_sampling(levels, locations, weights)
         return self.dropout(self.output_proj(out)) + identity
 
 

@@ -17,6 +17,8 @@ import itertools
 import torch
 from torch import nn
 
+from .chunks import CHUNK_BYTES
+
 Layer = tuple[nn.ConvTranspose3d, nn.BatchNorm3d]
 
 
@@ -61,27 +63,33 @@ class _Bordered:
         return self.buffer[lx:lx + nx, ly:ly + ny, lz:lz + nz]
 
     def transposed_conv(self, weight, bias, strides):
-        """relu(transposed conv + bias) of the interior → yields (parity (px, py, pz), rows):
-        rows (span, C_out), of which :meth:`rows_to_volume` gives the (X, Y, Z, C_out) outputs
-        ``out[px::sx, py::sy, pz::sz]``; ``weight`` (3, 3, 3, C_in, C_out) as :func:`fold_batchnorm`."""
+        """relu(transposed conv + bias) of the interior, X slab by X slab → yields
+        (parity (px, py, pz), input X range, rows): rows (n * Y' * Z', C_out) of the n input
+        slices in the range, of which :meth:`rows_to_volume` gives the (n, Y, Z, C_out) outputs at
+        ``out[px + sx * x0::sx, py::sy, pz::sz]``; ``weight`` (3, 3, 3, C_in, C_out) as
+        :func:`fold_batchnorm`. A slab's rows stay under ``CHUNK_BYTES``."""
         _, yp, zp, c = self.buffer.shape
         rows = self.buffer.view(-1, c)
         row_strides = (yp * zp, zp, 1)
-        span = self.shape[0] * row_strides[0]
+        nx = self.shape[0]
+        slab = max(1, CHUNK_BYTES // (row_strides[0] * weight.shape[-1] * weight.element_size()))
         for phases in itertools.product(*(_axis_phases(s) for s in strides)):
-            acc = None
-            for taps in itertools.product(*(t for _, t in phases)):
-                offset = sum((lo + shift) * rs for (shift, _), lo, rs in zip(taps, self.lo, row_strides))
-                src = rows[offset:offset + span]
-                w = weight[taps[0][1], taps[1][1], taps[2][1]]
-                acc = torch.addmm(bias, src, w) if acc is None else acc.addmm_(src, w)
-            yield tuple(p for p, _ in phases), acc.relu_()
+            for x0 in range(0, nx, slab):
+                n = min(slab, nx - x0)
+                acc = None
+                for taps in itertools.product(*(t for _, t in phases)):
+                    offset = sum((lo + shift) * rs for (shift, _), lo, rs in zip(taps, self.lo, row_strides))
+                    offset += x0 * row_strides[0]
+                    src = rows[offset:offset + n * row_strides[0]]
+                    w = weight[taps[0][1], taps[1][1], taps[2][1]]
+                    acc = torch.addmm(bias, src, w) if acc is None else acc.addmm_(src, w)
+                yield tuple(p for p, _ in phases), range(x0, x0 + n), acc.relu_()
 
     def rows_to_volume(self, rows: torch.Tensor) -> torch.Tensor:
-        """(span, C) rows from :meth:`transposed_conv` → the (X, Y, Z, C) voxels they belong to."""
+        """(n * Y' * Z', C) rows from :meth:`transposed_conv` → the (n, Y, Z, C) voxels they belong to."""
         _, yp, zp, _ = self.buffer.shape
-        nx, ny, nz = self.shape
-        return rows.view(nx, yp, zp, -1)[:, :ny, :nz]
+        _, ny, nz = self.shape
+        return rows.view(-1, yp, zp, rows.shape[-1])[:, :ny, :nz]
 
 
 def class_head(x: torch.Tensor, upsamplings: list[Layer], classifier: nn.Conv3d) -> torch.Tensor:
@@ -118,8 +126,9 @@ def _class_head_one(x, layers, cls_weight, cls_bias):
         else:
             following = _bordered(x, shape, layers[i + 1][2])
             out = following.interior
-        for (px, py, pz), rows in current.transposed_conv(weight, bias, strides):
-            phase = (slice(px, None, strides[0]), slice(py, None, strides[1]), slice(pz, None, strides[2]))
+        for (px, py, pz), xs, rows in current.transposed_conv(weight, bias, strides):
+            first, stop = px + strides[0] * xs.start, px + strides[0] * xs.stop
+            phase = (slice(first, stop, strides[0]), slice(py, None, strides[1]), slice(pz, None, strides[2]))
             if last:
                 scores = current.rows_to_volume(torch.addmm(cls_bias, rows, cls_weight))
                 out[(slice(None), *phase)] = scores.permute(3, 0, 1, 2)

@@ -41,9 +41,12 @@ def deformable_sampling(levels: list[torch.Tensor], sampling_locations: torch.Te
     bs, num_queries, num_heads, _, num_points, _ = sampling_locations.shape
     channels = levels[0].shape[1] * num_heads
     step = tokens_per_slice(sampling_locations, bs * channels * num_points * levels[0].element_size())
-    out = torch.cat([_sample_and_sum(levels, sampling_locations[:, i:i + step],
-                                     attention_weights[:, i:i + step])
-                     for i in range(0, num_queries, step)], dim=2)
+    if step is None:
+        out = _sample_and_sum(levels, sampling_locations, attention_weights)
+    else:
+        out = torch.cat([_sample_and_sum(levels, sampling_locations[:, i:i + step],
+                                         attention_weights[:, i:i + step])
+                         for i in range(0, num_queries, step)], dim=2)
     return out.view(bs, channels, num_queries).transpose(1, 2).contiguous()
 
 

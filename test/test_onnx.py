@@ -31,6 +31,7 @@ def test_onnxruntime_matches_pytorch(exported):
     path, torch_predictor = exported
     runtime = Predictor.from_checkpoint(path, backend='onnxruntime')
     assert runtime.preset == SMALL_PRESET and runtime.backend.providers == ['CPUExecutionProvider']
+    assert not runtime.backend.session.get_session_options().enable_mem_pattern  # (README: memory)
     for seed in (1, 2):  # frames other than the one used for export
         image, depth, K, pose = small_frame(seed)
         depth[:5] = np.nan

@@ -120,8 +120,13 @@ class OnnxRuntimeBackend:
         elif precision != 'fp32':
             raise ValueError(f'precision {precision}: onnxruntime on the CPU runs fp32 only')
         providers.append(CPU_PROVIDER)
+        options = ort.SessionOptions()
+        # No memory pattern planned over the whole graph: a full-size frame on the CPU at the
+        # defaults' speed (9.5 s on 2 cores) with a 9.9 GB peak instead of 13.4 GB; without the
+        # CPU arena as well 6.2 GB, but 13-16 s.
+        options.enable_mem_pattern = False
         try:
-            self.session = ort.InferenceSession(str(path), providers=providers)
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:
             raise CheckpointError(f'{path}: onnxruntime cannot load it ({type(e).__name__}: {e})') from None
         self.providers = self.session.get_providers()

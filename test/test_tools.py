@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -80,6 +79,8 @@ def test_benchmark_tool_rows_against_the_authors_layers():
     assert base.split()[-2] == '1.00x' and base.split()[-1] == '100.0000%'
     speed_up, agreement = float(fast.split()[-2][:-1]), float(fast.split()[-1][:-1])
     print(f'small preset, optimized eager vs authors\' layers: {speed_up:.2f}x, {agreement}% agree')
-    p50 = {'base': float(base.split()[6]), 'fast': float(fast.split()[4])}
-    assert speed_up == pytest.approx(p50['base'] / p50['fast'], abs=0.006)  # the p50 ratio, rounded
+    base_p50, fast_p50 = float(base.split()[6]), float(fast.split()[4])  # printed to 1 ms
+    lowest = (base_p50 - 5e-4) / (fast_p50 + 5e-4) - 0.005  # the p50 ratio, within the rounding
+    highest = (base_p50 + 5e-4) / (fast_p50 - 5e-4) + 0.005
+    assert lowest <= speed_up <= highest, (speed_up, base_p50, fast_p50)
     assert agreement >= 99.99

@@ -55,7 +55,8 @@ class Photometric:
         compress = rng.random() < self.jpeg_probability
         quality = int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1))
         out = image.astype(np.float32)
-        out = (out - out.mean()) * contrast + out.mean() + offset
+        mean = out.mean()
+        out = (out - mean) * contrast + mean + offset
         if sigma > 0:
             out += rng.standard_normal(out.shape, np.float32) * sigma
         out = np.clip(np.rint(out), 0, 255).astype(np.uint8)

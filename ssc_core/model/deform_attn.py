@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .chunks import in_slices, tokens_per_slice
+from .chunks import in_slices
 
 SpatialShapes = Sequence[tuple[int, int]]
 
@@ -38,22 +38,16 @@ def deformable_sampling(levels: list[torch.Tensor], sampling_locations: torch.Te
     Returns:
         (B, Nq, heads * D)
     """
-    bs, num_queries, num_heads, _, num_points, _ = sampling_locations.shape
-    channels = levels[0].shape[1] * num_heads
-    step = tokens_per_slice(sampling_locations, bs * channels * num_points * levels[0].element_size())
-    if step is None:
-        out = _sample_and_sum(levels, sampling_locations, attention_weights)
-    else:
-        out = torch.cat([_sample_and_sum(levels, sampling_locations[:, i:i + step],
-                                         attention_weights[:, i:i + step])
-                         for i in range(0, num_queries, step)], dim=2)
-    return out.view(bs, channels, num_queries).transpose(1, 2).contiguous()
+    bs, _, num_heads, _, num_points, _ = sampling_locations.shape
+    per_query = bs * levels[0].shape[1] * num_heads * num_points * levels[0].element_size()
+    return in_slices(lambda locations, weights: _sample_and_sum(levels, locations, weights),
+                     sampling_locations, attention_weights, bytes_per_token=per_query)
 
 
 def _sample_and_sum(values: list[torch.Tensor], sampling_locations: torch.Tensor,
                     attention_weights: torch.Tensor) -> torch.Tensor:
     """values: per level (B*heads, D, h, w); locations (B, n, heads, L, P, 2); weights
-    (B, n, heads, L, P) → (B*heads, D, n)."""
+    (B, n, heads, L, P) → (B, n, heads * D)."""
     bs, num_queries, num_heads, num_levels, num_points, _ = sampling_locations.shape
     grids = 2 * sampling_locations - 1
     weights = attention_weights.transpose(1, 2).reshape(bs * num_heads, 1, num_queries,
@@ -65,7 +59,7 @@ def _sample_and_sum(values: list[torch.Tensor], sampling_locations: torch.Tensor
                                 align_corners=False)  # (B*heads, D, n, P)
         part = (sampled * weights[..., level, :]).sum(-1)  # (B*heads, D, n)
         out = part if out is None else out + part
-    return out
+    return out.view(bs, num_heads * values[0].shape[1], num_queries).transpose(1, 2).contiguous()
 
 
 class MultiScaleDeformableAttention(nn.Module):

@@ -2,9 +2,10 @@
 
 The graph takes one frame (batch 1) at the preset's image size. Data-dependent selections
 (field of view, depth proposals) become ``NonZero`` + gathers/scatters, and matrix inverses a
-closed form, so ONNX Runtime and TensorRT accept it; the result equals PyTorch's. The class
-head is exported as the authors' layers (``ConvTranspose``/``Conv``, which ONNX Runtime and
-TensorRT run natively), not as PyTorch's CPU sub-pixel GEMMs.
+closed form, so ONNX Runtime and TensorRT accept it; the result equals PyTorch's. For host
+memory, the attention over those voxel sets runs in a fixed number of slices
+(:mod:`ssc_core.model.chunks`) and the class head's transposed convolutions as one small
+convolution per output parity (:func:`~ssc_core.model.subpixel_head.phase_convolutions`).
 """
 import json
 from pathlib import Path

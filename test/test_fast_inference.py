@@ -15,6 +15,7 @@ from ssc_core.backends.torch_backend import class_labels
 from ssc_core.checkpoint import BUILTIN_CHECKPOINT
 from ssc_core.data.sample import sample_frame
 from ssc_core.model.decoder import ClassHead, Upsample
+from ssc_core.model.subpixel_head import phase_convolutions
 from ssc_core.predictor import Predictor
 
 from small_model import SMALL_PRESET, small_frame
@@ -50,6 +51,9 @@ def test_subpixel_head_equals_the_authors_layers(z_up, slab_bytes, monkeypatch):
         assert torch.equal(fast, head(x))  # slabs change nothing
     assert fast.shape == reference.shape == (2, 5, 12, 14, 6 * (2 if z_up else 1))
     torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # the form exported graphs take
+        exported_form = phase_convolutions(x, head._upsamplings(), head[2])
+    torch.testing.assert_close(exported_form, reference, atol=1e-5, rtol=1e-5)
     assert (fast[1] - fast[0]).abs().max() > 0.1  # each sample its own result
 
     head.train()  # training runs the layers (BN batch statistics, gradients)
@@ -181,9 +185,9 @@ def test_per_token_slices_give_the_whole_axis_result(monkeypatch):
             monkeypatch.setattr(f'ssc_core.model.{module}.in_slices',
                                 lambda fn, *a, **k: calls.append(1) or slice_of(fn, *a, **k))
         sliced = layer(query, value, pos, refs, [(16, 16, 4)])
-        assert chunks.tokens_per_slice(query, 1000) == 20
+        assert chunks.slice_plan(query, 1000) == (20, 52)
     assert len(calls) == 1 + 1 + 27  # FFN, attention, and the sampling in each of its 27 slices
-    assert chunks.tokens_per_slice(query, 1000) is None  # training
+    assert chunks.slice_plan(query, 1000) is None  # training
     assert torch.equal(sliced, whole)
     with torch.enable_grad():  # training: one call, gradients flow
         layer(query.requires_grad_(), value, pos, refs, [(16, 16, 4)]).sum().backward()

@@ -10,6 +10,8 @@ import torch
 from ssc_core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from ssc_core.checkpoint import CheckpointError, save_checkpoint
 from ssc_core.export import compare, export_onnx
+from ssc_core.model.chunks import EXPORTED_SLICES
+from ssc_core.model.deform_attn import MultiScaleDeformableAttention
 from ssc_core.predictor import Predictor
 
 from small_model import SMALL_PRESET, small_frame
@@ -45,6 +47,30 @@ def test_onnxruntime_matches_pytorch(exported):
         np.testing.assert_allclose(pred.probs.sum(0), 1.0, rtol=1e-5)
     two = runtime.predict_batch([image, image], [depth, depth], [K, K], [pose, pose])
     np.testing.assert_array_equal(two[0].labels, two[1].labels)
+
+
+def test_exported_graph_slices_the_visible_voxels(exported):
+    """The data-dependent voxel sets (depth proposals, field of view) are attended in
+    ``EXPORTED_SLICES`` slices of a size the graph computes, for any count, empty included."""
+    import onnx
+    path, torch_predictor = exported
+    sliced = ('decoder.voxel_proposal.', 'scene_self_deform_attn.')  # attend data-dependent sets
+    expected = sum(m.num_levels * (EXPORTED_SLICES if any(p in name for p in sliced) else 1)
+                   for name, m in torch_predictor.backend.model.named_modules()
+                   if isinstance(m, MultiScaleDeformableAttention))
+    sampled = [n for n in onnx.load(str(path)).graph.node if n.op_type == 'GridSample']
+    assert len(sampled) == expected > 40
+    runtime = Predictor.from_checkpoint(path, backend='onnxruntime')
+    image, depth, K, pose = small_frame(5)
+    inputs = torch_predictor.prepare([image], [depth], [K], [pose])
+    visible = inputs['fov_mask'][0].nonzero()[:, 0]
+    for count in (0, 1, 7, 13, EXPORTED_SLICES * 3):
+        fov = torch.zeros_like(inputs['fov_mask'])
+        fov[0, visible[:count]] = True
+        case = {**inputs, 'fov_mask': fov}
+        labels, logits = runtime.backend.run(case)
+        result = compare(torch_predictor.logits(case), labels, logits)
+        assert result['max_abs_logit_diff'] < 1e-4, (count, result)
 
 
 def test_export_tool_verifies_before_success(tmp_path):

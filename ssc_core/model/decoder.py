@@ -13,7 +13,7 @@ from torch import nn
 
 from .deform_attn import DeformableSqueezeAttention
 from .pos_embed import LearnableSqueezePositionalEncoding
-from .subpixel_head import class_head, supports
+from .subpixel_head import class_head, phase_convolutions, supports
 from .transformer import DeformableTransformerLayer, TransformerLayer
 
 
@@ -101,8 +101,10 @@ class ClassHead(nn.Sequential):
 
     ``subpixel = True`` computes the upsamplings and the 1x1 conv in eval mode as sub-pixel
     GEMMs (:func:`~ssc_core.model.subpixel_head.class_head`): the same function with a
-    fraction of the memory traffic. Training and export (``torch.export``, ONNX) always run
-    the layers as written. Backends choose the form per call with :func:`head_form`.
+    fraction of the memory traffic. Backends choose that form per call with :func:`head_form`.
+    Graphs being exported (``torch.export``, ONNX) take it as per-parity convolutions
+    (:func:`~ssc_core.model.subpixel_head.phase_convolutions`); training runs the layers as
+    written.
     """
 
     def __init__(self, *layers: nn.Module, subpixel: bool = False):
@@ -111,10 +113,10 @@ class ClassHead(nn.Sequential):
 
     def forward(self, x):
         """x (B, C, X, Y, Z) → logits (B, K, X', Y', Z')."""
-        subpixel = self.subpixel and not self.training and not torch.compiler.is_exporting()
-        upsamplings = self._upsamplings() if subpixel else None
+        exporting = torch.compiler.is_exporting()
+        upsamplings = None if self.training or not (self.subpixel or exporting) else self._upsamplings()
         if upsamplings:
-            return class_head(x, upsamplings, self[2])
+            return (phase_convolutions if exporting else class_head)(x, upsamplings, self[2])
         return super().forward(x)
 
     def _upsamplings(self):

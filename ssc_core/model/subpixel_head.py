@@ -1,4 +1,4 @@
-"""The class head as sub-pixel GEMMs: the authors' layers, computed with less memory traffic.
+"""The class head as sub-pixel products: the authors' layers, computed with less memory traffic.
 
 The authors' head is ``ConvTranspose3d(k=3, padding=1, stride (1, 1, 2))`` → BN → ReLU (the Z
 upsampling), ``ConvTranspose3d(k=3, padding=1, stride 2)`` → BN → ReLU, then a 1x1x1 conv. Run
@@ -11,10 +11,15 @@ Along an axis with stride 2, output ``2m`` takes kernel tap 1 at input ``m`` and
 products over the input voxels. With the input channels-last inside a zero border, an input
 shift is a constant row offset: every product is one ``addmm`` on contiguous rows, BN is folded
 into the weights, and the 1x1 conv runs per parity before anything 128 channels wide is written.
+
+Exported graphs take the same decomposition as one small convolution per output parity
+(:func:`phase_convolutions`): ONNX Runtime's CPU ``ConvTranspose`` computes the SemanticKITTI
+head through a column buffer, 6 s and 4.4 GB of a full-size frame.
 """
 import itertools
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .chunks import CHUNK_BYTES
@@ -137,3 +142,34 @@ def _class_head_one(x, layers, cls_weight, cls_bias):
         if not last:
             current = following
     return out
+
+
+def phase_convolutions(x: torch.Tensor, upsamplings: list[Layer], classifier: nn.Conv3d) -> torch.Tensor:
+    """:func:`class_head` as one ``conv3d`` per output parity of each upsampling (its taps as
+    the kernel), ReLU, and for the last the 1x1 classifier before the parities are interleaved:
+    operators an exported graph runs natively, without the (B, C, X', Y', Z') volume of the
+    last upsampling. x (B, C, X, Y, Z) → logits (B, K, X', Y', Z')."""
+    for i, (deconv, bn) in enumerate(upsamplings):
+        weight, bias = fold_batchnorm(deconv, bn, x.dtype)
+        last = i == len(upsamplings) - 1
+        lo = [1 if s == 1 else 0 for s in deconv.stride]
+        padded = F.pad(x, (lo[2], 1, lo[1], 1, lo[0], 1))  # every shift reads inside
+        parts = []
+        for phases in itertools.product(*(_axis_phases(s) for s in deconv.stride)):
+            taps = [[tap for _, tap in axis_taps] for _, axis_taps in phases]
+            kernel = weight[taps[0]][:, taps[1]][:, :, taps[2]].permute(4, 3, 0, 1, 2)
+            window = tuple(slice(low + axis_taps[0][0], low + axis_taps[0][0] + n + len(axis_taps) - 1)
+                           for (_, axis_taps), low, n in zip(phases, lo, x.shape[2:]))
+            part = F.conv3d(padded[(..., *window)], kernel, bias).relu()
+            parts.append(F.conv3d(part, classifier.weight, classifier.bias) if last else part)
+        x = _interleave(parts, deconv.stride)
+    return x
+
+
+def _interleave(parts: list[torch.Tensor], strides) -> torch.Tensor:
+    """Per-parity outputs (B, C, X, Y, Z), in ``itertools.product`` order of the parities →
+    (B, C, X*sx, Y*sy, Z*sz) with parity (px, py, pz) at ``[px::sx, py::sy, pz::sz]``."""
+    b, c, nx, ny, nz = parts[0].shape
+    sx, sy, sz = strides
+    grouped = torch.stack(parts, 2).view(b, c, sx, sy, sz, nx, ny, nz)
+    return grouped.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c, nx * sx, ny * sy, nz * sz)

@@ -9,7 +9,7 @@ import torch
 
 from ssc_core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from ssc_core.checkpoint import CheckpointError, save_checkpoint
-from ssc_core.export import compare, export_onnx
+from ssc_core.export import compare
 from ssc_core.model.chunks import EXPORTED_SLICES
 from ssc_core.model.deform_attn import MultiScaleDeformableAttention
 from ssc_core.predictor import Predictor
@@ -20,13 +20,24 @@ pytestmark = pytest.mark.slow  # exports the small network once (a minute or mor
 
 
 @pytest.fixture(scope='module')
-def exported(tmp_path_factory):
+def export_run(tmp_path_factory):
+    """The small network exported once, by the export tool as a user runs it (exporting takes a
+    minute or more): its model, the tool's completed process, and the folder it wrote to."""
+    folder = tmp_path_factory.mktemp('onnx')
     torch.manual_seed(0)
     model = SMALL_PRESET.model.build().eval()
-    predictor = Predictor(model, SMALL_PRESET)
-    inputs = predictor.prepare(*[[x] for x in small_frame(0)])
-    path = export_onnx(model, SMALL_PRESET, inputs, tmp_path_factory.mktemp('onnx') / 'small.onnx')
-    return path, predictor
+    ckpt = save_checkpoint(model, SMALL_PRESET, folder / 'small.safetensors')
+    out = subprocess.run([sys.executable, '-m', 'ssc_core.tools.export', '--checkpoint', str(ckpt),
+                          '--output', str(folder / 'small.onnx')], capture_output=True, text=True)
+    return model, out, folder
+
+
+@pytest.fixture(scope='module')
+def exported(export_run):
+    """(the exported file, a PyTorch predictor of the same weights)."""
+    model, out, folder = export_run
+    assert out.returncode == 0, out.stderr[-2000:]
+    return folder / 'small.onnx', Predictor(model, SMALL_PRESET)
 
 
 def test_onnxruntime_matches_pytorch(exported):
@@ -73,17 +84,13 @@ def test_exported_graph_slices_the_visible_voxels(exported):
         assert result['max_abs_logit_diff'] < 1e-4, (count, result)
 
 
-def test_export_tool_verifies_before_success(tmp_path):
-    from ssc_core.presets import SMALL
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(SMALL.model.build(), SMALL, tmp_path / 'small.safetensors')
-    out = subprocess.run([sys.executable, '-m', 'ssc_core.tools.export', '--checkpoint', str(ckpt),
-                          '--output', str(tmp_path / 'small.onnx')], capture_output=True, text=True)
+def test_export_tool_verifies_before_success(export_run):
+    _, out, folder = export_run
     assert out.returncode == 0, out.stderr[-2000:]
     assert 'ONNX checker passed' in out.stdout
     agreement = float(out.stdout.split('argmax agreement ')[1].split('%')[0])
     assert agreement >= 99.99  # float-noise ties aside, the same labels
-    assert (tmp_path / 'small.onnx').is_file() and not list(tmp_path.glob('.small.onnx*'))
+    assert (folder / 'small.onnx').is_file() and not list(folder.glob('.small.onnx*'))
 
 
 def test_wrong_preset_corrupt_file_and_missing_provider(exported, tmp_path):

@@ -1,7 +1,7 @@
 """Per-token work over the scene's voxel queries, a slice of tokens at a time.
 
 Feed-forward blocks and deformable attention treat every token on its own, so at inference on a
-CPU they run over slices of the token axis: the same result per token, without the 0.5–1 GB
+CPU they run over slices of the token axis: the same result per token, without the 0.2–0.5 GB
 intermediates (FFN hidden layers, sampled values) that the whole axis at once would hold — the
 peak host memory of a full-size frame. Graphs being exported (ONNX) take a data-dependent axis
 (the visible voxels) in a fixed number of equal slices whose size the graph computes, once (not

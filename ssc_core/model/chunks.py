@@ -44,11 +44,12 @@ def in_slices(fn, tokens: torch.Tensor, *per_token: torch.Tensor | None,
         return fn(tokens, *per_token)
     step, count = plan
     num = tokens.shape[1]
+    inputs = (tokens, *per_token)
     if isinstance(num, int):
-        return torch.cat([fn(*(t if t is None else t[:, i:i + step] for t in (tokens, *per_token)))
-                          for i in range(0, num, step)], dim=1)
+        return torch.cat([fn(*(t if t is None else t[:, i * step:(i + 1) * step] for t in inputs))
+                          for i in range(count)], dim=1)
     # a symbolic size: slices of one size, zero rows appended up to count * step and cut off after
-    padded = [t if t is None else _append_zero_rows(t, count * step - num) for t in (tokens, *per_token)]
+    padded = [t if t is None else _append_zero_rows(t, count * step - num) for t in inputs]
     inside = _inside_exported_slice.set(True)
     try:
         parts = [fn(*(t if t is None else t.narrow(1, i * step, step) for t in padded))

@@ -114,9 +114,10 @@ class ClassHead(nn.Sequential):
     def forward(self, x):
         """x (B, C, X, Y, Z) → logits (B, K, X', Y', Z')."""
         exporting = torch.compiler.is_exporting()
-        upsamplings = None if self.training or not (self.subpixel or exporting) else self._upsamplings()
-        if upsamplings:
-            return (phase_convolutions if exporting else class_head)(x, upsamplings, self[2])
+        if not self.training and (self.subpixel or exporting):
+            upsamplings = self._upsamplings()
+            if upsamplings:
+                return (phase_convolutions if exporting else class_head)(x, upsamplings, self[2])
         return super().forward(x)
 
     def _upsamplings(self):

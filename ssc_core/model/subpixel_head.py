@@ -44,6 +44,11 @@ def fold_batchnorm(deconv: nn.ConvTranspose3d, bn: nn.BatchNorm3d, dtype: torch.
     return weight.to(dtype), ((bias - bn.running_mean) * scale + bn.bias).to(dtype)
 
 
+def _low_border(strides) -> list[int]:
+    """Zero voxels needed before the input on each axis: 1 where a stride-1 axis reads ``m - 1``."""
+    return [1 if s == 1 else 0 for s in strides]
+
+
 def _axis_phases(stride: int):
     """(output parity, ((input shift, kernel tap), ...)) of one axis."""
     if stride == 1:
@@ -115,7 +120,7 @@ def class_head(x: torch.Tensor, upsamplings: list[Layer], classifier: nn.Conv3d)
 
 
 def _bordered(x: torch.Tensor, shape, strides) -> _Bordered:
-    return _Bordered(shape, x.shape[0], [1 if s == 1 else 0 for s in strides], x, x.dtype)
+    return _Bordered(shape, x.shape[0], _low_border(strides), x, x.dtype)
 
 
 def _class_head_one(x, layers, cls_weight, cls_bias):
@@ -152,7 +157,7 @@ def phase_convolutions(x: torch.Tensor, upsamplings: list[Layer], classifier: nn
     for i, (deconv, bn) in enumerate(upsamplings):
         weight, bias = fold_batchnorm(deconv, bn, x.dtype)
         last = i == len(upsamplings) - 1
-        lo = [1 if s == 1 else 0 for s in deconv.stride]
+        lo = _low_border(deconv.stride)
         padded = F.pad(x, (lo[2], 1, lo[1], 1, lo[0], 1))  # every shift reads inside
         parts = []
         for phases in itertools.product(*(_axis_phases(s) for s in deconv.stride)):

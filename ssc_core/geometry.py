@@ -6,6 +6,27 @@ import numpy as np
 
 from .labels import IGNORE_LABEL
 
+RIGID_TOLERANCE = 1e-4
+"""Largest deviation of R^T R from I (and of det R from 1) accepted as a rotation: pose files
+store 9-10 significant digits."""
+
+
+def check_rigid(pose, where: str) -> np.ndarray:
+    """``pose`` (4, 4) as float64 if it is a finite rigid transform; ValueError naming ``where``."""
+    pose = np.asarray(pose, np.float64)
+    if pose.shape != (4, 4):
+        raise ValueError(f'{where}: expected a 4x4 pose, got shape {pose.shape}')
+    if not np.all(np.isfinite(pose)):
+        raise ValueError(f'{where}: pose is not finite: {pose[:3].ravel().tolist()}')
+    if not np.allclose(pose[3], (0, 0, 0, 1)):
+        raise ValueError(f'{where}: last row must be 0 0 0 1, got {pose[3].tolist()}')
+    rotation = pose[:3, :3]
+    error = np.abs(rotation.T @ rotation - np.eye(3)).max()
+    det = np.linalg.det(rotation)
+    if error > RIGID_TOLERANCE or abs(det - 1) > RIGID_TOLERANCE:
+        raise ValueError(f'{where}: not a rigid transform (|R^T R - I| = {error:.3g}, det R = {det:.6g})')
+    return pose
+
 
 @dataclass(frozen=True)
 class VoxelProjection:

@@ -119,3 +119,47 @@ def render_scene(path, panels: dict[str, np.ndarray], class_names, voxel_size: f
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
     return path
+
+
+def top_view(voxels: np.ndarray, labels: np.ndarray, colors: np.ndarray, pixels_per_voxel: int = 2
+             ) -> np.ndarray:
+    """A map seen from above: (N, 3) integer voxel coordinates (z up) and their classes (N,) →
+    (H, W, 3) uint8, x to the right and y up. Each column shows the class of its highest occupied
+    voxel, darker the lower it is; columns known to be empty are light grey, unknown ones white."""
+    if not len(voxels):
+        return np.full((pixels_per_voxel, pixels_per_voxel, 3), 255, np.uint8)
+    lo = voxels.min(0)
+    x, y, z = (voxels - lo).T
+    width, height = int(x.max()) + 1, int(y.max()) + 1
+    image = np.full((height, width, 3), 255, np.uint8)
+    image[height - 1 - y, x] = 225                                  # known
+    occupied = labels != 0
+    order = np.argsort(z[occupied], kind='stable')                  # the highest written last
+    ox, oy, oz, oc = x[occupied][order], y[occupied][order], z[occupied][order], labels[occupied][order]
+    shade = 0.45 + 0.55 * oz / max(int(z.max()), 1)
+    image[height - 1 - oy, ox] = (colors[oc] * shade[:, None]).astype(np.uint8)
+    return image.repeat(pixels_per_voxel, 0).repeat(pixels_per_voxel, 1)
+
+
+def render_top_view(path, voxels: np.ndarray, labels: np.ndarray, class_names, voxel_size: float,
+                    title: str = '') -> Path:
+    """Write a PNG of :func:`top_view` with a legend and a scale bar of 10 m."""
+    colors = class_colors(class_names)
+    span = int(np.ptp(voxels[:, :2], 0).max()) + 1 if len(voxels) else 1
+    scale = int(np.clip(1200 // span, 1, 4))                      # pixels per voxel
+    view = Image.fromarray(top_view(voxels, labels, colors, scale))
+    present = sorted({int(c) for c in np.unique(labels) if 0 < c < len(class_names)})
+    key = legend(class_names, colors, present)
+    canvas = Image.new('RGB', (view.width + key.width, 36 + max(view.height, key.height)), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    draw.text((4, 4), title, fill=(0, 0, 0), font=font)
+    bar = round(10 / voxel_size * scale)
+    draw.line([(4, 28), (4 + bar, 28)], fill=(0, 0, 0), width=3)
+    draw.text((8 + bar, 21), '10 m', fill=(0, 0, 0), font=font)
+    canvas.paste(view, (0, 36))
+    canvas.paste(key, (view.width, 36))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path

@@ -1,10 +1,9 @@
 """Data: synthetic scenes in the SemanticKITTI layout, label preparation, readers, errors."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from cli import run_tool
 
 from ssc_core.data.dataset import SSCDataset
 from ssc_core.data.label_files import LabelError, downsample_majority, read_raw_voxels, read_target
@@ -13,11 +12,6 @@ from ssc_core.data.semantic_kitti import read_calib, semantic_kitti_frames
 from ssc_core.data.synthetic import write_voxels
 from ssc_core.geometry import grid_shape
 from ssc_core.presets import SEMANTIC_KITTI
-
-
-def run_tool(name, *args, check=True):
-    return subprocess.run([sys.executable, '-m', f'ssc_core.tools.{name}', *map(str, args)],
-                          capture_output=True, text=True, check=check)
 
 
 @pytest.fixture(scope='module')

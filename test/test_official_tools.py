@@ -173,3 +173,34 @@ def test_builtin_model_submission_is_valid_and_scored_alike(kitti, tmp_path):
     assert ours['IoU'] > 0.2   # the built-in model knows these streets
     assert_same_scores(theirs, ours, printed)
 
+
+
+@pytest.mark.slow
+def test_fused_grids_are_scored_as_the_official_evaluator_scores_them(kitti, tmp_path):
+    """`evaluate --fuse` on a network with the benchmark's grid (the small network made to predict
+    256x256x32 voxels of 0.2 m, random weights): its fused block equals what evaluate_completion.py
+    says of the fused grids it wrote (--fused-output)."""
+    import dataclasses
+
+    import torch
+
+    from ssc_core.checkpoint import save_checkpoint
+    from ssc_core.presets import SMALL
+    fine = dataclasses.replace(SMALL, name='small_fine', model=dataclasses.replace(
+        SMALL.model, scene_shape=(256, 256, 32), voxel_size=0.2))
+    torch.manual_seed(0)
+    weights = save_checkpoint(fine.model.build(), fine, tmp_path / 'fine.safetensors')
+    fused = tmp_path / 'fused'
+    tool('evaluate', '--checkpoint', weights, '--data-root', kitti, '--depth-root', kitti / 'depth',
+         '--label-root', kitti / 'labels', '--sequences', '08', '--num-workers', 0, '--fuse', 2,
+         '--fused-output', fused, '--output', tmp_path / 'fused.json')
+    ours = json.loads((tmp_path / 'fused.json').read_text())
+    assert sorted(p.name for p in (fused / 'sequences' / '08' / 'predictions').iterdir()) == [
+        '000000.label', '000005.label']
+    out_dir = tmp_path / 'official_scores'
+    out_dir.mkdir()
+    printed = official('evaluate_completion.py', '--dataset', kitti / 'dataset', '--predictions', fused,
+                       '--split', 'valid', '--output', out_dir).stdout
+    theirs = yaml.safe_load((out_dir / 'scores.txt').read_text())
+    assert_same_scores(theirs, ours['fused'], printed)
+    assert ours['fused'] != ours['single']

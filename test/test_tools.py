@@ -1,9 +1,8 @@
 """Command-line tools, run as a user runs them."""
-import subprocess
-import sys
 
 import numpy as np
 import torch
+from cli import run_tool
 from PIL import Image
 
 from ssc_core.checkpoint import load_model
@@ -11,11 +10,6 @@ from ssc_core.predictor import Predictor
 from ssc_core.tools.bench import format_table, measure
 
 from small_model import SMALL_PRESET, small_frame
-
-
-def run_tool(name, *args, check=True):
-    return subprocess.run([sys.executable, '-m', f'ssc_core.tools.{name}', *map(str, args)],
-                          capture_output=True, text=True, check=check)
 
 
 def test_convert_authors_checkpoint(reference_dir, fill, tmp_path):

@@ -39,6 +39,27 @@ class FrameRecord:
                 raise FileNotFoundError(f'{path}: missing for frame {self.sequence}/{self.frame_id}{layout}')
 
 
+def target_factor(preset: Preset) -> int:
+    """How many 0.2 m voxels a preset's voxel spans per axis (1, 2, 4 or 8); ValueError otherwise."""
+    factor = preset.model.voxel_size / SOURCE_VOXEL_SIZE
+    if abs(factor - round(factor)) > 1e-6 or round(factor) not in (1, 2, 4, 8):
+        raise ValueError(f'preset {preset.name}: voxel size {preset.model.voxel_size} m must be '
+                         f'{SOURCE_VOXEL_SIZE} m times 1, 2, 4 or 8')
+    return round(factor)
+
+
+def load_target(path: Path, preset: Preset) -> np.ndarray:
+    """A prepared target (``FRAME_1_1.npy``) on the preset's output grid (X, Y, Z) uint8, by the
+    majority rule (the 1:8 file ``FRAME_1_8.npy`` when the preset is 8 times coarser and it exists)."""
+    num_classes = preset.model.num_classes
+    factor = target_factor(preset)
+    if factor == 8:
+        coarse = path.with_name(path.name.replace('_1_1.npy', '_1_8.npy'))
+        if coarse.is_file():
+            return read_target(coarse, [s // 8 for s in SOURCE_GRID], num_classes)
+    return downsample_majority(read_target(path, SOURCE_GRID, num_classes), factor)
+
+
 class SSCDataset(torch.utils.data.Dataset):
     """Frames → network inputs and training targets at the preset's output grid.
 
@@ -68,11 +89,7 @@ class SSCDataset(torch.utils.data.Dataset):
         self.frustum_size = frustum_size
         self.fit = fit
         self.photometric = photometric
-        factor = preset.model.voxel_size / SOURCE_VOXEL_SIZE
-        if abs(factor - round(factor)) > 1e-6 or round(factor) not in (1, 2, 4, 8):
-            raise ValueError(f'preset {preset.name}: voxel size {preset.model.voxel_size} m must be '
-                             f'{SOURCE_VOXEL_SIZE} m times 1, 2, 4 or 8')
-        self.target_factor = round(factor)
+        target_factor(preset)
         self._geometry = {}
 
     def __len__(self):
@@ -90,13 +107,7 @@ class SSCDataset(torch.utils.data.Dataset):
         return self._geometry[key]
 
     def load_target(self, path: Path) -> np.ndarray:
-        num_classes = self.preset.model.num_classes
-        if self.target_factor == 8:
-            coarse = path.with_name(path.name.replace('_1_1.npy', '_1_8.npy'))
-            if coarse.is_file():
-                return read_target(coarse, [s // 8 for s in SOURCE_GRID], num_classes)
-        target = read_target(path, SOURCE_GRID, num_classes)
-        return downsample_majority(target, self.target_factor)
+        return load_target(path, self.preset)
 
     def __getitem__(self, key: int | tuple[int, bool, int]):
         index, flip, seed = key if isinstance(key, tuple) else (key, False, None)

@@ -33,6 +33,25 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, split_default: str, l
     parser.add_argument('--num-workers', type=int, default=2)
 
 
+def add_map_arguments(parser: argparse.ArgumentParser) -> None:
+    """The semantic map's settings (:class:`ssc_core.mapping.SemanticMap`)."""
+    group = parser.add_argument_group('semantic map')
+    group.add_argument('--hit-probability', type=float, default=0.7,
+                       help='how often a frame\'s label is right (the evidence one observation adds)')
+    group.add_argument('--change-after', type=float, default=4,
+                       help='contrary observations that change a voxel\'s class at the clamp')
+    group.add_argument('--slots', type=int, default=3, help='classes kept per voxel')
+    group.add_argument('--half-life', type=float, help='seconds for old evidence to halve (default: none)')
+    group.add_argument('--radius', type=float, help='metres around the latest pose beyond which the map is '
+                       'dropped (default: none)')
+
+
+def map_settings(args) -> dict:
+    """Keyword arguments of SemanticMap from :func:`add_map_arguments`' options."""
+    return {'hit_probability': args.hit_probability, 'change_after': args.change_after, 'slots': args.slots,
+            'half_life': args.half_life, 'radius': args.radius}
+
+
 def load_frames(args, with_labels: bool, all_frames: bool = False):
     """The frames with voxel files of ``--split``/``--sequences`` (every image with
     ``all_frames``); a missing path ends the tool with one line."""

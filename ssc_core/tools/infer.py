@@ -6,13 +6,8 @@
 Writes <output>/XX/FRAME.npy: uint8 class ids of the preset's grid (X, Y, Z).
 """
 import argparse
-import io
-from pathlib import Path
 
-import numpy as np
-
-from ..evaluation import predict_frames
-from ..files import write_atomic
+from ..evaluation import predict_frames, write_prediction
 from .common import add_dataset_arguments, load_frames, load_predictor
 
 
@@ -25,9 +20,7 @@ def main(argv=None):
     frames = load_frames(args, with_labels=False, all_frames=True)
     predictor = load_predictor(args)
     for frame, labels in predict_frames(predictor, frames, args.batch_size, args.num_workers):
-        buffer = io.BytesIO()
-        np.save(buffer, labels)
-        write_atomic(Path(args.output) / frame.sequence / f'{frame.frame_id}.npy', buffer.getvalue())
+        write_prediction(args.output, frame, labels)
     print(f'wrote {len(frames)} predictions under {args.output}')
 
 

@@ -7,6 +7,11 @@ the benchmark colours, the camera frustum, the camera image and a legend.
 Predictions are .npy label grids (infer) or benchmark .label files (test). The preset (grid,
 classes, camera) is the one whose grid has the prediction's shape (semantic_kitti for
 256x256x32, small for 128x128x16) unless --preset names another.
+
+    python -m ssc_core.tools.render --map map.npz --out map.png
+
+draws a semantic map (`ssc_core.tools.map`, the node's save_map) from above: each column in the
+class of its highest occupied voxel, darker the lower; empty known columns grey, unknown white.
 """
 import argparse
 import sys
@@ -16,8 +21,9 @@ import numpy as np
 from PIL import Image
 
 from ..data.label_files import LabelError, downsample_majority, prediction_shape, read_prediction, read_target
+from ..mapping import MapError, load_map
 from ..presets import PRESETS, Preset, get_preset
-from ..render import render_scene
+from ..render import render_scene, render_top_view
 
 
 def preset_for_prediction(path: Path) -> Preset:
@@ -33,13 +39,17 @@ def preset_for_prediction(path: Path) -> Preset:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--prediction', required=True, type=Path)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--prediction', type=Path)
+    source.add_argument('--map', type=Path, help='a semantic map (.npz) to draw from above')
     parser.add_argument('--target', type=Path, help='ground truth (FRAME_1_1.npy) to show beside it')
     parser.add_argument('--image', type=Path, help='the camera image')
     parser.add_argument('--preset', choices=sorted(PRESETS),
                         help='grid, classes and camera of the prediction (default: by its shape)')
     parser.add_argument('--out', required=True, type=Path)
     args = parser.parse_args(argv)
+    if args.map:
+        return render_map(args.map, args.out)
     try:
         preset = get_preset(args.preset) if args.preset else preset_for_prediction(args.prediction)
         cfg = preset.model
@@ -57,6 +67,18 @@ def main(argv=None):
                  image=None if image is None else image[:height, :width], camera=camera,
                  title=f'{args.prediction} ({preset.name})')
     print(f'wrote {args.out}')
+
+
+def render_map(path: Path, out: Path) -> None:
+    try:
+        semantic_map = load_map(path)
+    except MapError as e:
+        sys.exit(f'render: {e}')
+    voxels, labels = semantic_map.voxels()
+    title = (f'{path}: {semantic_map.frames} frames, {semantic_map.num_blocks} blocks, '
+             f'{semantic_map.voxel_size:g} m voxels')
+    path = render_top_view(out, voxels, labels, semantic_map.class_names, semantic_map.voxel_size, title)
+    print(f'wrote {path}')
 
 
 if __name__ == '__main__':

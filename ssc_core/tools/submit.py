@@ -14,8 +14,8 @@ import argparse
 import zipfile
 from pathlib import Path
 
-from ..evaluation import check_submittable, predict_frames, submission_labels, submission_path
-from ..files import atomic_path, write_atomic
+from ..evaluation import check_submittable, predict_frames, write_submission
+from ..files import atomic_path
 from .common import add_dataset_arguments, load_frames, load_predictor
 
 
@@ -49,8 +49,7 @@ def main(argv=None):
     except ValueError as e:
         parser.error(str(e))
     for frame, labels in predict_frames(predictor, frames, args.batch_size, args.num_workers):
-        path = submission_path(args.output, frame.sequence, frame.frame_id)
-        write_atomic(path, submission_labels(labels, predictor.preset).tobytes())
+        write_submission(args.output, frame, labels, predictor.preset)
     print(f'wrote {len(frames)} predictions under {args.output / "sequences"}')
     if args.zip:
         print(f'wrote {write_bundle(args.output)}')

@@ -1,0 +1,98 @@
+"""The map's per-voxel work as dense tensor functions (no data-dependent shapes), so that
+``torch.compile`` can fuse each into one loop; :class:`Kernels` runs them eager or compiled."""
+import torch
+
+from . import evidence
+from .evidence import UNKNOWN
+
+
+def frame_codes(codes: torch.Tensor, base: torch.Tensor, steps: torch.Tensor,
+                padded_shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frame voxel holding each map voxel centre of B blocks.
+
+    Args:
+        codes: (P,) uint8, the frame's codes (class, or UNKNOWN) flattened from ``padded_shape``,
+            the frame grid with a border of one UNKNOWN voxel on each side.
+        base: (B, 3) float32, the first voxel centre of each block in padded frame voxel units
+            (plus the tie-breaking offset); steps: (V, 3) float32, the offsets of a block's voxels.
+    Returns:
+        index (B, V) int64 into ``codes`` (the border where a centre falls outside the frame), the
+        codes there (B, V) uint8, and whether a block sees any class (B,) bool.
+    """
+    index = None
+    for axis, n in enumerate(padded_shape):  # floor by truncation of values clamped to [0, n - 1]
+        coord = (base[:, axis, None] + steps[None, :, axis]).clamp(0, n - 1).long()
+        index = coord if index is None else index * n + coord
+    code = codes[index]
+    return index, code, (code != UNKNOWN).any(1)
+
+
+def fuse(state: torch.Tensor, code: torch.Tensor, weight) -> torch.Tensor:
+    """Blocks' state (H, V, W) uint8 after observing ``code`` (H, V) uint8 (UNKNOWN: not seen)
+    with ``weight`` (an int, or (H, V) deficit units)."""
+    flat_weight = weight.reshape(-1) if isinstance(weight, torch.Tensor) else weight
+    new = evidence.observe(state.reshape(-1, state.shape[-1]), code.reshape(-1), flat_weight,
+                           seen=code.reshape(-1) != UNKNOWN)
+    return new.reshape(state.shape)
+
+
+def fuse_sparse(state: torch.Tensor, code: torch.Tensor, weight) -> torch.Tensor:
+    """:func:`fuse` for eager execution, with less work: voxels whose best class is observed again
+    only see every other class fall further behind (what :func:`~ssc_core.mapping.evidence.observe`
+    computes for them); the general update runs on the rest alone."""
+    k = evidence.slots_of(state)
+    flat = state.reshape(-1, state.shape[-1]).clone()
+    code = code.reshape(-1)
+    per_voxel = isinstance(weight, torch.Tensor)
+    weight = weight.reshape(-1) if per_voxel else weight
+    again = flat[:, 0] == code
+    rows = again.nonzero()[:, 0]
+    tail = flat[rows, k + 1:]
+    if per_voxel:
+        w = weight[rows].to(torch.uint8)[:, None]
+        flat[rows, k + 1:] = torch.minimum(tail, evidence.CLAMP - w) + w
+    else:
+        flat[rows, k + 1:] = tail.clamp_max(evidence.CLAMP - weight) + weight
+    rows = (~again & (code != UNKNOWN)).nonzero()[:, 0]
+    flat[rows] = evidence.observe(flat[rows], code[rows], weight[rows] if per_voxel else weight)
+    return flat.reshape(state.shape)
+
+
+def map_rows(start: torch.Tensor, axes: list[torch.Tensor], table: torch.Tensor, extent: list[int],
+             block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each voxel of a frame grid, the map voxel holding its centre.
+
+    Args:
+        start: (3,) float32, map coordinates of the first voxel centre, relative to the corner of
+            the table's first block, less the tie-breaking offset (all values stay positive).
+        axes: per frame axis a, (n_a, 3) float32, the map-coordinate step of each index along it.
+        table: (prod(extent),) int64 slot of each block of the box (-1: none).
+    Returns:
+        rows (N,) int64 of the map's flat state (slot * V + voxel in block; slot 0 where none),
+        found (N,) bool: the block exists. N = n_0 * n_1 * n_2, C order.
+    """
+    shift = block_size.bit_length() - 1
+    block = inner = None
+    for axis in range(3):  # ceil(x) - 1: the lower voxel on a boundary
+        value = (start[axis] + axes[0][:, None, None, axis] + axes[1][None, :, None, axis]
+                 + axes[2][None, None, :, axis]).ceil().long().reshape(-1) - 1
+        b, i = value >> shift, value & (block_size - 1)
+        block = b if block is None else block * extent[axis] + b
+        inner = i if inner is None else inner * block_size + i
+    slots = table[block]
+    found = slots >= 0
+    return slots.clamp_min(0) * block_size ** 3 + inner, found
+
+
+class Kernels:
+    """:func:`frame_codes`, the fusion and :func:`map_rows`, eager (:func:`fuse_sparse`) or
+    through ``torch.compile`` (:func:`fuse`; compiled once per process and shape class, the first
+    call takes seconds to a minute)."""
+
+    def __init__(self, compile: bool = False):
+        if compile:
+            self.frame_codes = torch.compile(frame_codes, dynamic=True)
+            self.fuse = torch.compile(fuse, dynamic=True)
+            self.map_rows = torch.compile(map_rows, dynamic=True)
+        else:
+            self.frame_codes, self.fuse, self.map_rows = frame_codes, fuse_sparse, map_rows

@@ -1,8 +1,13 @@
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = 'ssc_ros'
+# every command of ssc_core/tools (python -m ssc_core.tools.NAME) is also the console script ssc_NAME
+TOOLS = [f'ssc_{p.stem} = ssc_core.tools.{p.stem}:main'
+         for p in sorted((Path(__file__).parent / 'ssc_core' / 'tools').glob('*.py'))
+         if p.stem not in ('__init__', 'common')]
 
 setup(
     name=PACKAGE,
@@ -24,16 +29,7 @@ setup(
         'console_scripts': [
             'ssc_node = ssc_ros.node:main',
             'ssc_bag = ssc_ros.bag:main',
-            'ssc_demo = ssc_core.tools.demo:main',
-            'ssc_bench = ssc_core.tools.bench:main',
-            'ssc_convert = ssc_core.tools.convert:main',
-            'ssc_train = ssc_core.tools.train:main',
-            'ssc_evaluate = ssc_core.tools.evaluate:main',
-            'ssc_submit = ssc_core.tools.submit:main',
-            'ssc_infer = ssc_core.tools.infer:main',
-            'ssc_render = ssc_core.tools.render:main',
-            'ssc_prepare_labels = ssc_core.tools.prepare_labels:main',
-            'ssc_make_synthetic = ssc_core.tools.make_synthetic:main',
+            *TOOLS,
         ],
     },
 )

@@ -26,8 +26,10 @@ from .presets import SEMANTIC_KITTI, Preset
 
 
 def predict_frames(predictor: Predictor, frames: list[FrameRecord], batch_size: int = 1,
-                   num_workers: int = 0, progress: bool = True) -> Iterator[tuple[FrameRecord, np.ndarray]]:
-    """Yield (frame, labels (X, Y, Z) uint8) for every frame, in order."""
+                   num_workers: int = 0, progress: bool = True, confidence: bool = False) -> Iterator[tuple]:
+    """Yield (frame, labels (X, Y, Z) uint8) for every frame, in order; with ``confidence``
+    (frame, labels, confidence (X, Y, Z) float16), the confidence being the probability of the
+    label (the softmax's maximum; the network's logits are computed for it)."""
     records = [FrameRecord(f.sequence, f.frame_id, f.image, f.depth, None, f.K, f.cam_from_grid)
                for f in frames]
     dataset = SSCDataset(records, predictor.preset)
@@ -35,9 +37,13 @@ def predict_frames(predictor: Predictor, frames: list[FrameRecord], batch_size: 
     done = 0
     for batch in tqdm(loader, desc='frames', unit='batch', disable=not progress):
         inputs = {k: batch[k].to(predictor.device) for k in NETWORK_INPUTS}
-        labels = predictor.labels(inputs)
+        if confidence:
+            best, labels = predictor.logits(inputs).softmax(1).max(1)
+            best, labels = best.half().cpu().numpy(), labels.to(torch.uint8).cpu().numpy()
+        else:
+            labels = predictor.labels(inputs)
         for i in range(len(labels)):
-            yield frames[done + i], labels[i]
+            yield (frames[done + i], labels[i]) + ((best[i],) if confidence else ())
         done += len(labels)
 
 
@@ -83,15 +89,16 @@ def sequence_inputs(data_root, depth_root, label_root, split: str, sequences=Non
 def predict_sequence(predictor: Predictor, sequence: SequenceInput, indices, progress: bool = True
                      ) -> Iterator[tuple[int, FramePrediction]]:
     """Yield (index, prediction at its pose, with the camera's field of view) for the sequence's
-    images ``indices``, in order."""
+    images ``indices``, in order; the predictions carry their confidence."""
     first = sequence.frames[0]
     with Image.open(first.image) as image:
         size = image.size[::-1]
     observed = predictor.geometry(first.K, first.cam_from_grid, size).output_fov
     position = {f.frame_id: i for i, f in enumerate(sequence.frames)}
-    for frame, labels in predict_frames(predictor, [sequence.frames[i] for i in indices], progress=progress):
+    wanted = [sequence.frames[i] for i in indices]
+    for frame, labels, confidence in predict_frames(predictor, wanted, progress=progress, confidence=True):
         i = position[frame.frame_id]
-        yield i, FramePrediction(labels, observed, sequence.poses[i], float(sequence.stamps[i]))
+        yield i, FramePrediction(labels, observed, sequence.poses[i], float(sequence.stamps[i]), confidence)
 
 
 def temporal_scores(predictor: Predictor, sequences: list[SequenceInput], window: int,

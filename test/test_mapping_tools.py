@@ -83,3 +83,12 @@ def test_map_of_a_sequence_as_npz_ply_and_picture(street, tmp_path):
     assert picture.shape[0] > 200 and len(np.unique(picture.reshape(-1, 3), axis=0)) > 8
     bad = run_tool('map', *inputs(street), '--sequence', '08', '--frames', '9:12', '--out', npz, check=False)
     assert bad.returncode == 1 and 'no images of the 8' in bad.stderr
+
+
+def test_bench_map_prints_times_and_memory():
+    out = run_tool('bench_map', '--preset', 'small', '--frames', 60, '--radius', 30, '--device', 'cpu')
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith('cpu ')]
+    assert [r[2] for r in rows] == ['30', '-']   # bounded, then unbounded
+    bounded, unbounded = (float(r[-1]) for r in rows)   # MiB after 50 frames
+    assert 0 < bounded < unbounded
+    assert all(float(v) > 0 for r in rows for v in r[4:8])

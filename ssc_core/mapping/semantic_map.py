@@ -124,12 +124,14 @@ class SemanticMap:
         return sum(t.element_size() * t.nelement() for t in tensors)
 
     # ------------------------------------------------------------------ integration
-    def integrate(self, frame, observed, world_from_grid, stamp: float, logits: bool = False) -> None:
+    def integrate(self, frame, observed, world_from_grid, stamp: float, logits: bool = False,
+                  confidence=None) -> None:
         """Fuse one frame.
 
         Args:
             frame: (X, Y, Z) integer class ids, or (C, X, Y, Z) class probabilities
                 (``logits=True``: logits); a probability's maximum is the observation's confidence.
+            confidence: with class ids, (X, Y, Z) their probabilities (None: ``hit_probability``).
             observed: (X, Y, Z) bool, the voxels this frame is evidence for (its field of view).
             world_from_grid: (4, 4) pose of the frame's grid in the world.
             stamp: seconds; never earlier than the previous frame's.
@@ -139,7 +141,7 @@ class SemanticMap:
         the classes, probabilities or logits that are not finite, shapes that do not agree.
         """
         pose = self._check_pose(world_from_grid, stamp)
-        labels, weight = self._observations(frame, logits)
+        labels, weight = self._observations(frame, logits, confidence)
         observed = _tensor(observed, self.device)
         if observed.shape != labels.shape or observed.dtype != torch.bool:
             raise MapError(f'frame refused: observed must be a bool mask of shape {tuple(labels.shape)}, '
@@ -168,7 +170,7 @@ class SemanticMap:
                                f'(max_jump {self.max_jump:g} m; relocalised? reset the map)')
         return pose
 
-    def _observations(self, frame, logits: bool):
+    def _observations(self, frame, logits: bool, confidence):
         """(labels (X, Y, Z) uint8, weight: deficit units, an int or (X, Y, Z) int16)."""
         frame = _tensor(frame, self.device)
         if frame.dim() == 3 and not frame.is_floating_point() and frame.dtype != torch.bool:
@@ -177,7 +179,12 @@ class SemanticMap:
             if low < 0 or high >= self.num_classes:
                 raise MapError(f'frame refused: labels outside 0..{self.num_classes - 1} '
                                f'(min {low}, max {high})')
-            return frame.to(torch.uint8), self.hit_weight
+            if confidence is None:
+                return frame.to(torch.uint8), self.hit_weight
+            confidence = _tensor(confidence, self.device)
+            if confidence.shape != frame.shape or not bool(torch.isfinite(confidence).all()):
+                raise MapError(f'frame refused: confidence must be finite, of shape {tuple(frame.shape)}')
+            return frame.to(torch.uint8), self._weight(confidence)
         what = 'logits' if logits else 'probabilities'
         if frame.dim() != 4 or frame.shape[0] != self.num_classes or not frame.is_floating_point():
             raise MapError(f'frame refused: expected (X, Y, Z) integer labels or ({self.num_classes}, '
@@ -186,8 +193,10 @@ class SemanticMap:
             raise MapError(f'frame refused: {what} are not finite')
         probs = frame.float().softmax(0) if logits else frame.float()
         confidence, labels = probs.max(0)
-        weight = evidence.to_units(evidence.observation_weight(confidence, self.num_classes), self.unit)
-        return labels.to(torch.uint8), weight
+        return labels.to(torch.uint8), self._weight(confidence)
+
+    def _weight(self, confidence: torch.Tensor) -> torch.Tensor:
+        return evidence.to_units(evidence.observation_weight(confidence, self.num_classes), self.unit)
 
     def _integrate_box(self, labels, observed, weight, pose, stamp, lo, hi) -> None:
         """Integrate the frame, whose observed voxels lie in the index box [lo, hi)."""

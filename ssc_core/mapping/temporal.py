@@ -20,18 +20,20 @@ from .semantic_map import SemanticMap
 @dataclass
 class FramePrediction:
     """labels (X, Y, Z) uint8; observed (X, Y, Z) bool (the camera's field of view);
-    world_from_grid (4, 4); stamp (s)."""
+    world_from_grid (4, 4); stamp (s); confidence (X, Y, Z), the labels' probabilities, or None."""
     labels: np.ndarray
     observed: np.ndarray
     world_from_grid: np.ndarray
     stamp: float
+    confidence: np.ndarray | None = None
 
 
 def fused_labels(window: list[FramePrediction], new_map: Callable[[], SemanticMap]) -> np.ndarray:
     """The last frame's grid from a map of the whole ``window`` (oldest first)."""
     semantic_map = new_map()
     for frame in window:
-        semantic_map.integrate(frame.labels, frame.observed, frame.world_from_grid, frame.stamp)
+        semantic_map.integrate(frame.labels, frame.observed, frame.world_from_grid, frame.stamp,
+                               confidence=frame.confidence)
     last = window[-1]
     fused = semantic_map.crop(last.world_from_grid, last.labels.shape)
     return np.where(fused == UNKNOWN, last.labels, fused)

@@ -65,7 +65,7 @@ def main(argv=None):
         tick = time.perf_counter()
         try:
             semantic_map.integrate(prediction.labels, prediction.observed, prediction.world_from_grid,
-                                   prediction.stamp)
+                                   prediction.stamp, confidence=prediction.confidence)
         except ValueError as e:
             sys.exit(f'map: frame {sequence.frames[i].frame_id}: {e}')
         spent += time.perf_counter() - tick

@@ -177,3 +177,15 @@ def test_batch_mixing_frames_with_and_without_depth(predictor):
     preds = predictor.predict_batch([image, image], [depth, no_depth], [K, K], [pose, pose])
     assert preds[0].warnings == {} and list(preds[1].warnings) == ['no_depth_in_grid']
 
+
+def test_weights_that_compute_nan_give_no_labels(non_finite_checkpoint):
+    """Weights that load but compute NaN logits: the predictor returns no labels for such
+    frames (they would say "empty" nearly everywhere)."""
+    from ssc_core.predictor import NonFiniteOutput
+    predictor = Predictor.from_checkpoint(non_finite_checkpoint)
+    image, depth = small_frame(1)[:2]
+    preset = predictor.preset
+    K, pose = np.array(preset.cam_K), np.array(preset.cam_from_grid)
+    with pytest.raises(NonFiniteOutput, match=r'NaN or inf logits for frame 0, 1 of 2') as error:
+        predictor.predict_batch([image, image], [depth, depth], [K, K], [pose, pose])
+    assert error.value.kind == 'non_finite_output'

@@ -58,14 +58,20 @@ def check_calibration(K, cam_from_grid) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f'K: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}')
     if not np.allclose(pose[3], (0, 0, 0, 1)):
         raise ValueError(f'cam_from_grid: last row must be (0, 0, 0, 1), got {pose[3].tolist()}')
+    check_rotation(pose, 'cam_from_grid: ')
+    return K, pose
+
+
+def check_rotation(pose: np.ndarray, prefix: str = '') -> None:
+    """ValueError (its text after ``prefix``) unless the 3x3 part of a (4, 4) grid pose is a
+    rotation: RᵀR within :data:`ROTATION_TOLERANCE` of the identity, determinant positive."""
     rotation = pose[:3, :3]
     with np.errstate(all='ignore'):
         error = np.abs(rotation.T @ rotation - np.eye(3)).max()
         det = np.linalg.det(rotation) + 0.0
     if not (error <= ROTATION_TOLERANCE and det > 0):
-        raise ValueError(f'cam_from_grid: its 3x3 part is not a rotation (RᵀR − I up to {error:g}, '
+        raise ValueError(f'{prefix}its 3x3 part is not a rotation (RᵀR − I up to {error:g}, '
                          f'det {det:g}; a grid pose is rigid, in metres)')
-    return K, pose
 
 
 def check_image_size(image_size: tuple[int, int]) -> None:

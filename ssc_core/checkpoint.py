@@ -8,11 +8,15 @@ Two formats are read:
 * ours (``.safetensors`` whose metadata holds the preset that rebuilds the network, validated
   before anything is built).
 
-Every failure is a :class:`CheckpointError` naming the file and the reason: a tensor that does
-not fit the network (missing, unexpected, mis-shaped, of another kind of type, or not finite), a
-preset that differs from the one asked for, or a file that is refused.
+Every failure is a :class:`CheckpointError` naming the file and the reason, in one line (names
+from the file quoted): a tensor that does not fit the network (missing, unexpected, mis-shaped,
+of another kind of type, not finite, a negative BatchNorm variance), a preset that differs from
+the one asked for, or a file that is refused. A file's tensors are checked against the network's
+names and shapes (built on the ``meta`` device: no memory) before the network is built, so a
+small file costs little memory whatever preset it names.
 """
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -22,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from .files import atomic_path
 from .model import Symphonies
 from .presets import PRESETS, Preset
+from .quoting import one_line, quote
 from .torch_archive import ArchiveError, load_archive
 
 FORMAT = 'ssc_ros.checkpoint/1'
@@ -32,10 +37,14 @@ BUILTIN_CHECKPOINT = Path(__file__).resolve().parent / 'weights' / 'small_synthe
 IMAGE_GRID_KEY, VOXEL_GRID_KEY = 'decoder.image_grid', 'decoder.voxel_grid'
 # The authors' training criterion's buffer: unused by the network, dropped.
 UNUSED_KEYS = ('encoder.model.panoptic_head.criterion.empty_weight',)
+RUNNING_VAR = 'running_var'   # BatchNorm's buffer of variances, never below 0
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the network."""
+    """A checkpoint that cannot be read or does not fit the network; its message is one line."""
+
+    def __init__(self, message: str):
+        super().__init__(one_line(message))
 
 
 # --------------------------------------------------------------------------------- reading
@@ -45,6 +54,11 @@ TENSOR_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, to
                  torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
 MAX_TENSORS = 100_000
 PRESET_JSON_LIMIT = 64 * 1024
+# The network's tensors may hold at most this many times the bytes of the file's distinct
+# storages (float16 files: 2x); more means tensors sharing storage stand in for the weights.
+MAX_WEIGHT_EXPANSION = 4
+# Mappings a torch archive holds its tensors in (exact types: a file builds no subclass).
+_MAPPINGS = (dict, OrderedDict)
 
 
 def read_state_dict(path) -> tuple[dict[str, torch.Tensor], Preset | None]:
@@ -110,32 +124,42 @@ def preset_from_json(text: str, path) -> Preset:
         raise CheckpointError(f'{path}: stored {e}') from None
 
 
+def _entry(obj, key: str):
+    """``obj[key]`` when ``obj`` is a plain mapping holding a plain mapping there, else None
+    (read with dict's own methods: never a method of an object the file built)."""
+    if type(obj) in _MAPPINGS:
+        value = dict.get(obj, key)
+        if type(value) in _MAPPINGS:
+            return value
+    return None
+
+
 def _read_torch_archive(path: Path) -> tuple[dict[str, torch.Tensor], Preset | None]:
     contents = load_archive(path)
     obj, preset = contents.obj, None
-    if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
-        hparams = obj.get('hyper_parameters')
-        if isinstance(hparams, dict) and type(hparams.get('preset')) is str \
-                and hparams['preset'] in PRESETS:  # our training runs
-            preset = PRESETS[hparams['preset']]
-        obj = obj['state_dict']
-    elif isinstance(obj, dict) and isinstance(obj.get('model'), dict):  # detectron2 Checkpointer
-        obj = obj['model']
-    if not isinstance(obj, dict) or not 0 < len(obj) <= MAX_TENSORS \
-            or not all(type(k) is str for k in obj):
+    if _entry(obj, 'state_dict') is not None:
+        hparams = _entry(obj, 'hyper_parameters')
+        name = dict.get(hparams, 'preset') if hparams is not None else None
+        if type(name) is str and name in PRESETS:  # our training runs
+            preset = PRESETS[name]
+        obj = _entry(obj, 'state_dict')
+    elif _entry(obj, 'model') is not None:  # detectron2 Checkpointer
+        obj = _entry(obj, 'model')
+    if type(obj) not in _MAPPINGS or not 0 < dict.__len__(obj) <= MAX_TENSORS \
+            or not all(type(k) is str for k in dict.keys(obj)):
         raise CheckpointError(f'{path}: holds no state dict (expected a mapping of names to '
                               'tensors, a Lightning checkpoint with "state_dict" or a detectron2 one '
                               'with "model")')
     state = {}
-    for name, tensor in obj.items():
-        state[name] = contents.check_tensor(name[:200], tensor)
+    for name, tensor in dict.items(obj):
+        state[name] = contents.check_tensor(name, tensor)
         _check_dtype(path, name, state[name])
     return state, preset
 
 
 def _check_dtype(path: Path, name: str, tensor: torch.Tensor) -> None:
     if tensor.dtype not in TENSOR_DTYPES:
-        raise CheckpointError(f'{path}: tensor {name[:200]} has type {tensor.dtype}, not one a '
+        raise CheckpointError(f'{path}: tensor {quote(name)} has type {tensor.dtype}, not one a '
                               'checkpoint of this network holds')
 
 
@@ -162,12 +186,13 @@ def infer_preset(state: dict) -> Preset | None:
 
 
 def check_state_dict(model: Symphonies, state: dict, source: str) -> dict:
-    """Map an authors'- or our-layout state dict onto ``model`` strictly.
+    """Map an authors'- or our-layout state dict onto ``model`` strictly. Only the network's
+    names, shapes and types are read: ``model`` may live on the ``meta`` device.
 
     Raises CheckpointError listing every missing, unexpected and mis-shaped key, every tensor
     whose type is of another kind than the network's (a floating parameter stored as int8 or
-    bool) and every floating tensor with NaN or inf values (also after the cast to the
-    network's type).
+    bool), every floating tensor with NaN or inf values (also after the cast to the network's
+    type) and every BatchNorm running variance below 0 (it makes the network compute NaN).
     """
     state = _strip_prefix(state)
     expected = model.state_dict()
@@ -184,7 +209,7 @@ def check_state_dict(model: Symphonies, state: dict, source: str) -> dict:
     for key in UNUSED_KEYS:
         state.pop(key, None)
     missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
+    unexpected = [quote(k) for k in state if k not in expected]
     fitting = [k for k in expected if k in state and state[k].shape == expected[k].shape]
     misshaped = [f'{k}: checkpoint {tuple(state[k].shape)}, network {tuple(v.shape)}'
                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
@@ -193,9 +218,12 @@ def check_state_dict(model: Symphonies, state: dict, source: str) -> dict:
     non_finite = [k for k in fitting if expected[k].is_floating_point()
                   and state[k].is_floating_point()
                   and not torch.isfinite(state[k].to(expected[k].dtype)).all()]
+    negative = [k for k in fitting if k.endswith(RUNNING_VAR) and state[k].is_floating_point()
+                and bool((state[k] < 0).any())]
     for what, keys in (('missing keys', missing), ('unexpected keys', unexpected),
                        ('mis-shaped keys', misshaped), ('keys of another type', mistyped),
-                       ('keys with NaN or inf values', non_finite)):
+                       ('keys with NaN or inf values', non_finite),
+                       ('BatchNorm running variances below 0', negative)):
         if keys:
             problems.append(f'{len(keys)} {what}: {", ".join(keys[:20])}'
                             + (' …' if len(keys) > 20 else ''))
@@ -230,12 +258,26 @@ def load_model(path, preset: Preset | str | None = None, device='cpu') -> tuple[
                               f'{preset.name!r} (they differ in '
                               f'{", ".join(stored.differences(preset))})')
     try:
-        model = chosen.model.build()
+        with torch.device('meta'):   # names, shapes and types only: no memory, no initialisation
+            layout = chosen.model.build()
     except (ValueError, RuntimeError) as e:
         raise CheckpointError(f'{path}: preset {chosen.name!r} builds no network ({e})') from None
-    state = check_state_dict(model, state, str(path))
+    state = check_state_dict(layout, state, str(path))
+    _check_storage(path, state, layout)
+    model = chosen.model.build()
     model.load_state_dict(state, strict=True)
     return model.eval().to(device), chosen
+
+
+def _check_storage(path, state: dict[str, torch.Tensor], layout: Symphonies) -> None:
+    """CheckpointError when the network the tensors fit needs far more memory than their
+    storages hold (tensors sharing one record stand in for the weights of a large preset)."""
+    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in state.values()}
+    needed = sum(t.numel() * t.element_size() for t in layout.state_dict().values())
+    if needed > MAX_WEIGHT_EXPANSION * sum(held.values()) + 2 ** 20:
+        raise CheckpointError(f'{path}: its tensors share {sum(held.values())} bytes of storage '
+                              f'for a network of {needed} bytes (at most {MAX_WEIGHT_EXPANSION}x '
+                              'is read: a file this small does not hold these weights)')
 
 
 def save_checkpoint(model: Symphonies, preset: Preset, path, half: bool = False) -> Path:

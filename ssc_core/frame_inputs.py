@@ -32,6 +32,12 @@ MIN_IMAGE_SIDE = 32
 FOCAL_RANGE = (0.01, 100.0)
 """Plausible focal lengths, in units of the image's longer side (fields of view ~176° to ~0.6°)."""
 
+ROTATION_TOLERANCE = 1e-3
+"""How far the 3x3 part R of a grid pose may be from a rotation: largest entry of RᵀR − I."""
+
+VIEW_LATTICE = 64
+"""A camera must see one point of a lattice this fine along the grid's longest side."""
+
 
 def check_matrix(value, shape: tuple[int, ...], name: str) -> np.ndarray:
     """``value`` as a finite float64 array of ``shape``; ValueError naming ``name`` otherwise."""
@@ -44,14 +50,28 @@ def check_matrix(value, shape: tuple[int, ...], name: str) -> np.ndarray:
 
 
 def check_calibration(K, cam_from_grid) -> tuple[np.ndarray, np.ndarray]:
-    """Validated (3, 3) intrinsics and (4, 4) grid → camera pose, float64."""
+    """Validated (3, 3) intrinsics and (4, 4) grid → camera pose, float64: positive focal
+    lengths; a rigid pose (rotation within :data:`ROTATION_TOLERANCE`, last row (0, 0, 0, 1))."""
     K = check_matrix(K, (3, 3), 'K')
     pose = check_matrix(cam_from_grid, (4, 4), 'cam_from_grid')
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise ValueError(f'K: focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}')
     if not np.allclose(pose[3], (0, 0, 0, 1)):
         raise ValueError(f'cam_from_grid: last row must be (0, 0, 0, 1), got {pose[3].tolist()}')
+    check_rotation(pose, 'cam_from_grid: ')
     return K, pose
+
+
+def check_rotation(pose: np.ndarray, prefix: str = '') -> None:
+    """ValueError (its text after ``prefix``) unless the 3x3 part of a (4, 4) grid pose is a
+    rotation: RᵀR within :data:`ROTATION_TOLERANCE` of the identity, determinant positive."""
+    rotation = pose[:3, :3]
+    with np.errstate(all='ignore'):
+        error = np.abs(rotation.T @ rotation - np.eye(3)).max()
+        det = np.linalg.det(rotation) + 0.0
+    if not (error <= ROTATION_TOLERANCE and det > 0):
+        raise ValueError(f'{prefix}its 3x3 part is not a rotation (RᵀR − I up to {error:g}, '
+                         f'det {det:g}; a grid pose is rigid, in metres)')
 
 
 def check_image_size(image_size: tuple[int, int]) -> None:
@@ -77,6 +97,19 @@ def check_intrinsics(K: np.ndarray, image_size: tuple[int, int]) -> None:
         raise ValueError(f'K: fx/fy = {fx / fy:g} (fx={fx:g}, fy={fy:g}): pixels far from square')
     if not (-w <= cx <= 2 * w and -h <= cy <= 2 * h):
         raise ValueError(f'K: principal point ({cx:g}, {cy:g}) is far outside the {w}x{h} image')
+
+
+def check_grid_in_view(K: np.ndarray, cam_from_grid: np.ndarray, voxel_origin, scene_size,
+                       image_size: tuple[int, int]) -> None:
+    """ValueError when an (h, w) camera sees none of a grid of ``scene_size`` metres at
+    ``voxel_origin`` (tested on a :data:`VIEW_LATTICE` lattice: cheap for any grid size)."""
+    h, w = image_size
+    spacing = max(scene_size) / VIEW_LATTICE
+    seen = vox2pix(cam_from_grid, K, voxel_origin, spacing, (w, h), scene_size)
+    if not seen.fov_mask.any():
+        origin = ', '.join(f'{v:g}' for v in voxel_origin)
+        raise ValueError(f'voxel_origin ({origin}): the camera sees none of the '
+                         f'{" x ".join(f"{s:g}" for s in scene_size)} m grid from there')
 
 
 def normalize_image(image: np.ndarray) -> np.ndarray:

@@ -46,9 +46,22 @@ KITTI_360_CLASS_FREQ = np.array([
 
 
 def class_weights(frequencies) -> np.ndarray:
-    """Cross-entropy weights 1 / log(frequency + 1e-6), float32 (the authors' rule)."""
+    """Cross-entropy weights 1 / log(frequency + 1e-6), float32 (the authors' rule).
+
+    frequencies: voxel counts per class, each > 1 (smaller counts give negative or infinite
+    weights: ValueError).
+    """
+    check_class_frequencies(frequencies)
     freq = np.asarray(frequencies, np.float32)
     return (1.0 / np.log(freq + np.float32(1e-6))).astype(np.float32)
+
+
+def check_class_frequencies(frequencies) -> None:
+    """ValueError unless every class frequency is a finite voxel count above 1."""
+    freq = np.asarray(frequencies, np.float64)
+    if not np.all(np.isfinite(freq) & (freq > 1)):
+        raise ValueError(f'class_frequencies: expected voxel counts above 1 per class (weights '
+                         f'1/log(count) must be positive and finite), got min {freq.min():g}')
 
 
 # SemanticKITTI raw label id → 20-class training id (semantic-kitti.yaml ``learning_map``).

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .backends import BACKENDS, TorchBackend
+from .backends import BACKENDS, NonFiniteOutput, TorchBackend
 from .backends.torch_backend import PRECISIONS
 from .checkpoint import CheckpointError, load_model
 from .frame_inputs import (
@@ -26,7 +26,7 @@ from .geometry import VoxelProjection
 from .model import Symphonies
 from .presets import Preset, get_preset
 
-__all__ = ['PRECISIONS', 'Prediction', 'Predictor']
+__all__ = ['PRECISIONS', 'NonFiniteOutput', 'Prediction', 'Predictor']
 
 
 @dataclass
@@ -159,7 +159,8 @@ class Predictor:
             cam_from_grid: (4, 4) pose of the voxel grid in the camera frame (KITTI: velo → cam).
 
         A frame without valid depth inside the grid still gets a prediction (from the image
-        alone), with a ``no_depth_in_grid`` entry in ``Prediction.warnings``.
+        alone), with a ``no_depth_in_grid`` entry in ``Prediction.warnings``. A frame whose
+        logits hold NaN or inf gets none: :class:`NonFiniteOutput` (kind ``non_finite_output``).
         """
         return self.predict_batch([image], [depth], [K], [cam_from_grid], return_probs)[0]
 

@@ -5,8 +5,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import KITTI_360_CLASS_FREQ, KITTI_360_CLASSES, SEMANTIC_KITTI_CLASS_FREQ, SEMANTIC_KITTI_CLASSES
+from .frame_inputs import check_calibration, check_grid_in_view, check_intrinsics
+from .labels import (
+    KITTI_360_CLASS_FREQ,
+    KITTI_360_CLASSES,
+    SEMANTIC_KITTI_CLASS_FREQ,
+    SEMANTIC_KITTI_CLASSES,
+    check_class_frequencies,
+)
 from .model import BACKBONES, PixelDecoderConfig, Symphonies
+from .quoting import quote
 
 ONNX_METADATA_KEY = 'ssc_ros.preset'  # an exported .onnx file carries its preset (JSON) under this key
 
@@ -69,7 +77,10 @@ class Preset:
     @classmethod
     def from_dict(cls, data) -> 'Preset':
         """Rebuild a preset from :meth:`to_dict`'s output (e.g. a file's metadata), validated
-        before anything is built: exact keys, bounded integers, finite numbers, a known backbone.
+        before anything is built: exact keys, bounded integers, finite numbers, a known backbone,
+        and the plausibility rules frames are checked with (:mod:`~ssc_core.frame_inputs`: its
+        camera at the network's image size, a rigid grid pose, a grid the camera sees; class
+        frequencies as :func:`~ssc_core.labels.class_weights` needs them).
 
         Raises ValueError naming the field, what it must be and what it is.
         """
@@ -116,12 +127,27 @@ class Preset:
         if frequencies is not None:
             frequencies = tuple(_number(v, 'class_frequencies', 0.0, 1e15) for v in
                                 _sequence(frequencies, 'class_frequencies', config.num_classes))
-        return cls(name=name, model=config, class_names=tuple(names), class_frequencies=frequencies,
-                   cam_K=_matrix_rows(data['cam_K'], 'cam_K', 3, 3),
-                   cam_from_grid=_matrix_rows(data['cam_from_grid'], 'cam_from_grid', 4, 4),
-                   voxel_origin=tuple(_number(v, 'voxel_origin', -1e4, 1e4)
-                                      for v in _sequence(data['voxel_origin'], 'voxel_origin', 3)),
-                   description=description)
+        preset = cls(name=name, model=config, class_names=tuple(names),
+                     class_frequencies=frequencies,
+                     cam_K=_matrix_rows(data['cam_K'], 'cam_K', 3, 3),
+                     cam_from_grid=_matrix_rows(data['cam_from_grid'], 'cam_from_grid', 4, 4),
+                     voxel_origin=tuple(_number(v, 'voxel_origin', -1e4, 1e4) for v in
+                                        _sequence(data['voxel_origin'], 'voxel_origin', 3)),
+                     description=description)
+        preset.check_plausible()
+        return preset
+
+    def check_plausible(self) -> None:
+        """ValueError (``preset: <field>: ...``) for geometry or class frequencies that the
+        rules for frames and training weights refuse."""
+        try:
+            K, pose = check_calibration(self.cam_K, self.cam_from_grid)
+            check_intrinsics(K, self.image_shape)
+            check_grid_in_view(K, pose, self.voxel_origin, self.scene_size, self.image_shape)
+            if self.class_frequencies is not None:
+                check_class_frequencies(self.class_frequencies)
+        except ValueError as e:
+            raise ValueError(f'preset: {e}') from None
 
     def differences(self, other: 'Preset') -> list[str]:
         """Names of the fields (``model.<field>`` for the network) in which two presets differ."""
@@ -158,7 +184,7 @@ def _mapping(value, where: str, fields: tuple[str, ...], optional: tuple[str, ..
         raise ValueError(f'{where}expected a mapping with keys {", ".join(fields)}, '
                          f'got {_short(value)}')
     missing = [k for k in fields if k not in value and k not in optional]
-    extra = [str(k)[:40] for k in value if k not in fields]
+    extra = [quote(k, 40) for k in value if k not in fields]
     if missing or extra:
         raise ValueError(f'{where}missing keys [{", ".join(missing)}], '
                          f'unexpected keys [{", ".join(extra[:10])}]')
@@ -176,7 +202,7 @@ def _number(value, where: str, low: float, high: float) -> float:
     if type(value) not in (int, float) or not low <= value <= high:  # NaN fails the comparison
         raise ValueError(f'preset: {where}: expected a finite number in [{low:g}, {high:g}], '
                          f'got {_short(value)}')
-    return float(value)
+    return float(value) + 0.0   # -0.0 as 0.0
 
 
 def _sequence(value, where: str, length: int) -> list | tuple:

@@ -30,7 +30,7 @@ from stereo_msgs.msg import DisparityImage
 from visualization_msgs.msg import MarkerArray
 
 from ssc_core.checkpoint import BUILTIN_CHECKPOINT, CheckpointError
-from ssc_core.predictor import Predictor
+from ssc_core.predictor import NonFiniteOutput, Predictor
 
 from . import camera_checks, conversions
 from .conversions import MessageError
@@ -205,7 +205,7 @@ class SSCNode(Node):
         pair, received = item
         try:
             self._process(pair.image, pair.depth, self.camera_info)
-        except MessageError as e:
+        except (MessageError, NonFiniteOutput) as e:
             self._warn(e.kind, str(e))
             return
         except ValueError as e:

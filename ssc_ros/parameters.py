@@ -11,7 +11,7 @@ import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 
 from ssc_core.backends import BACKENDS
-from ssc_core.frame_inputs import FIT_POLICIES
+from ssc_core.frame_inputs import FIT_POLICIES, check_rotation
 from ssc_core.outputs import class_ids
 from ssc_core.predictor import PRECISIONS
 
@@ -120,6 +120,7 @@ def grid_pose(values, default: np.ndarray) -> np.ndarray:
     pose = pose.reshape(4, 4)
     if not np.allclose(pose[3], (0, 0, 0, 1)):
         raise ValueError(f'last row must be 0 0 0 1, got {pose[3].tolist()}')
+    check_rotation(pose)
     return pose
 
 

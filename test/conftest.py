@@ -69,6 +69,20 @@ def checkpoint(tmp_path_factory) -> str:
     return str(save_checkpoint(SMALL.model.build(), SMALL, path))
 
 
+@pytest.fixture(scope='session')
+def non_finite_checkpoint(tmp_path_factory) -> str:
+    """The built-in model with every BatchNorm at variance 0 and mean 1e4: it loads (no value is
+    negative or non-finite) but computes NaN for 4.8 M of its 5.2 M logits."""
+    from ssc_core.checkpoint import BUILTIN_CHECKPOINT, load_model, save_checkpoint
+    model, preset = load_model(BUILTIN_CHECKPOINT)
+    state = model.state_dict()
+    for key in [k for k in state if k.endswith('running_var')]:
+        state[key].zero_()
+        state[key.replace('running_var', 'running_mean')].fill_(1e4)
+    path = tmp_path_factory.mktemp('ckpt') / 'non_finite.safetensors'
+    return str(save_checkpoint(model, preset, path))
+
+
 @pytest.fixture()
 def probe():
     """An in-process ROS 2 node that records and publishes (:class:`ros_helpers.Probe`)."""

@@ -93,6 +93,21 @@ def test_export_tool_verifies_before_success(export_run):
     assert (folder / 'small.onnx').is_file() and not list(folder.glob('.small.onnx*'))
 
 
+def test_export_holds_only_the_operators_the_loader_admits(exported):
+    """The loader's allow-list (``onnx_model.EXPORTED_OPS``) holds every operator the exporter
+    writes, and each data-dependent one it admits is still written (when the export no longer
+    writes NonZero, DATA_DEPENDENT_OPS drops it and every shape must be static)."""
+    import onnx
+
+    from ssc_core.backends.onnx_model import DATA_DEPENDENT_OPS, EXPORTED_OPS
+    path, _ = exported
+    model = onnx.load(str(path))
+    written = {node.op_type for node in model.graph.node}
+    assert {node.domain for node in model.graph.node} <= {''} and not model.functions
+    assert written <= EXPORTED_OPS, f'add to EXPORTED_OPS: {sorted(written - EXPORTED_OPS)}'
+    assert DATA_DEPENDENT_OPS <= written, f'no longer exported: {sorted(DATA_DEPENDENT_OPS - written)}'
+
+
 def test_wrong_preset_corrupt_file_and_missing_provider(exported, tmp_path):
     path, _ = exported
     with pytest.raises(CheckpointError, match="exported for preset 'small_test'.*not 'semantic_kitti'"):

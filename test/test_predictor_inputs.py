@@ -67,6 +67,9 @@ def test_invalid_depth_pixels_count_as_no_depth(predictor):
     ('K_nan', 'K: contains NaN or inf'),
     ('K_focal', 'K: focal lengths must be positive'),
     ('pose_row', r'cam_from_grid: last row must be \(0, 0, 0, 1\)'),
+    ('pose_scaled', r'cam_from_grid: its 3x3 part is not a rotation \(RᵀR − I up to 0.0201.*, det 1.03'),
+    ('pose_mirrored', r'cam_from_grid: its 3x3 part is not a rotation \(RᵀR − I up to .*, det -1'),
+    ('pose_vanishing', r'cam_from_grid: its 3x3 part is not a rotation \(RᵀR − I up to 1, det 0'),
     ('K_huge', 'K: focal lengths fx=1e.300, fy=.* are implausible for a 200x64 image'),
     ('K_tiny', 'K: focal lengths fx=1e-300'),
     ('K_last_row', r'K: last row must be \(0, 0, 1\), got \[0.0, 0.0, 0.0\]'),
@@ -98,6 +101,11 @@ def test_bad_input_is_named(predictor, case, message):
     elif case == 'pose_row':
         pose = pose.copy()
         pose[3, 0] = 1
+    elif case.startswith('pose_'):
+        pose = pose.copy()
+        pose[:3, :3] *= {'pose_scaled': 1.01, 'pose_vanishing': 5e-324}.get(case, 1.0)
+        if case == 'pose_mirrored':
+            pose[:3, 0] *= -1
     elif case.startswith('K_'):
         K = K.copy()
         index, value = {'K_huge': ((0, 0), 1e300), 'K_tiny': ((0, 0), 1e-300), 'K_last_row': ((2, 2), 0),
@@ -168,3 +176,16 @@ def test_batch_mixing_frames_with_and_without_depth(predictor):
             torch.testing.assert_close(batched[i:i + 1], single, atol=2e-5, rtol=1e-5)
     preds = predictor.predict_batch([image, image], [depth, no_depth], [K, K], [pose, pose])
     assert preds[0].warnings == {} and list(preds[1].warnings) == ['no_depth_in_grid']
+
+
+def test_weights_that_compute_nan_give_no_labels(non_finite_checkpoint):
+    """Weights that load but compute NaN logits: the predictor returns no labels for such
+    frames (they would say "empty" nearly everywhere)."""
+    from ssc_core.predictor import NonFiniteOutput
+    predictor = Predictor.from_checkpoint(non_finite_checkpoint)
+    image, depth = small_frame(1)[:2]
+    preset = predictor.preset
+    K, pose = np.array(preset.cam_K), np.array(preset.cam_from_grid)
+    with pytest.raises(NonFiniteOutput, match=r'NaN or inf logits for frame 0, 1 of 2') as error:
+        predictor.predict_batch([image, image], [depth, depth], [K, K], [pose, pose])
+    assert error.value.kind == 'non_finite_output'

@@ -466,3 +466,31 @@ def test_disparity_input_and_camera_encodings(checkpoint, probe, tmp_path):
     assert node.poll() is None
     assert stop(node) == 0
     assert 'Traceback' not in (tmp_path / 'node.log').read_text()
+
+
+def test_frames_with_non_finite_output_are_counted_not_published(non_finite_checkpoint, probe,
+                                                                  tmp_path):
+    """Weights that load but compute NaN: each frame is one `non_finite_output` warning,
+    nothing is published (its labels would tell the robot the scene is empty), and the node
+    keeps running."""
+    checkpoint = non_finite_checkpoint
+    pub_image, pub_depth, pub_info = feed(probe)
+    log = tmp_path / 'node.log'
+    node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'diagnostics_period:=0.2',
+                              *REMAP), log)
+    probe.wait_for(lambda: probe.messages('/diagnostics'), 60, 'the node to start')
+    pub_info.publish(camera_info())
+    stamp = [2_000_000_000]
+
+    def refused():
+        stamp[0] += 100_000_000
+        pub_image.publish(frame(stamp[0])[0])
+        pub_depth.publish(frame(stamp[0])[1])
+        time.sleep(0.3)
+        values = diagnostics_values(probe.messages('/diagnostics')[-1])
+        return int(values.get('error_non_finite_output', 0)) >= 2
+    probe.wait_for(refused, 90, 'two frames refused as non_finite_output')
+    assert probe.messages('/voxels') == [] and node.poll() is None
+    assert stop(node) == 0
+    text = log.read_text()
+    assert 'the network computed NaN or inf logits for frame 0 of 1' in text and 'Traceback' not in text

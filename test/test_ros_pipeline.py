@@ -123,6 +123,8 @@ def test_parameter_checks():
     assert check('cam_from_grid', []) is None
     with pytest.raises(ValueError, match='last row must be 0 0 0 1'):
         grid_pose([1.0] * 16, np.eye(4))
+    scaled = (np.diag([1.1, 1.1, 1.1, 1.0])).ravel().tolist()
+    assert check('cam_from_grid', scaled).startswith('its 3x3 part is not a rotation (RᵀR − I up to 0.21')
     assert class_filter_ids(['', 'road'], ('empty', 'car', 'road')).tolist() == [2]
     assert class_filter_ids([], ('empty', 'car')) is None
     assert type_mismatch('slop', 4, 'fast') == "parameter slop: expected double, got string 'fast'"

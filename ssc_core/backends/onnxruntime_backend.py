@@ -1,86 +1,23 @@
 """ONNX Runtime with TensorRT → CUDA → CPU execution providers, from a file made by
-``python -m ssc_core.tools.export``."""
+``python -m ssc_core.tools.export`` (checked by :mod:`.onnx_model` before a session exists).
+
+ONNX Runtime's own telemetry is off: ``ssc_core`` sets ``ORT_DISABLE_TELEMETRY=1`` before
+onnxruntime is imported (see ``ssc_core/__init__.py``).
+"""
 import logging
 
 import numpy as np
 import torch
 
-from ..checkpoint import CheckpointError, preset_from_json
-from ..presets import ONNX_METADATA_KEY, Preset
+from .. import ORT_IMPORTED_FIRST, ORT_TELEMETRY_VARIABLE
+from ..checkpoint import CheckpointError
+from .base import check_finite
+from .onnx_model import OUTPUT_TYPES, output_shapes, read_preset
 from .torch_backend import to_numpy
 
 log = logging.getLogger('ssc_core.onnxruntime')
 GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
 CPU_PROVIDER = 'CPUExecutionProvider'
-
-
-def read_preset(path) -> Preset:
-    """The preset stored in an exported model's metadata, checked against the model's declared
-    inputs before any session is created.
-
-    Raises CheckpointError for a file that is not one of our self-contained exports.
-    """
-    import onnx
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf and onnx raise many types for a bad file
-        raise CheckpointError(f'{path}: not a readable ONNX model ({type(e).__name__}: {e})') from None
-    meta = {p.key: p.value for p in model.metadata_props}
-    if ONNX_METADATA_KEY not in meta:
-        raise CheckpointError(f'{path}: no {ONNX_METADATA_KEY} metadata; '
-                              'export it with ssc_core.tools.export')
-    preset = preset_from_json(meta[ONNX_METADATA_KEY], path)
-    external = _external_tensor(model)
-    if external is not None:
-        raise CheckpointError(f'{path}: tensor {external[:100]} keeps its data in another file; '
-                              'only self-contained models (as ssc_core.tools.export writes) are read')
-    expected = input_shapes(preset)
-    initializers = {t.name for t in model.graph.initializer}
-    declared = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        dims = value.type.tensor_type.shape.dim
-        declared[value.name[:100]] = [d.dim_value if d.HasField('dim_value') else d.dim_param[:40]
-                                      for d in dims]
-    if declared != expected:
-        raise CheckpointError(f'{path}: the model takes inputs {declared}, its preset '
-                              f'{preset.name!r} needs {expected}')
-    return preset
-
-
-def input_shapes(preset: Preset) -> dict[str, list[int]]:
-    """Shapes of an exported model's inputs (one frame, see ``Predictor.prepare``)."""
-    cfg = preset.model
-    height, width = cfg.image_shape
-    points = 1
-    for size in cfg.scene_shape:
-        points *= size // cfg.volume_scale
-    return {'img': [1, 3, height, width], 'depth': [1, height, width], 'cam_K': [1, 3, 3],
-            'cam_pose': [1, 4, 4], 'voxel_origin': [1, 3], 'projected_pix': [1, points, 2],
-            'fov_mask': [1, points]}
-
-
-def _external_tensor(model) -> str | None:
-    """Name of a tensor whose data lives outside the file (graphs, subgraphs, functions)."""
-    import onnx
-    graphs = [model.graph]
-    nodes = [n for f in model.functions for n in f.node]
-    while graphs or nodes:
-        if graphs:
-            graph = graphs.pop()
-            tensors = list(graph.initializer) + [s.values for s in graph.sparse_initializer]
-            nodes.extend(graph.node)
-        else:
-            attributes = nodes.pop().attribute
-            tensors = [a.t for a in attributes if a.HasField('t')]
-            tensors += [t for a in attributes for t in a.tensors]
-            graphs += [a.g for a in attributes if a.HasField('g')]
-            graphs += [g for a in attributes for g in a.graphs]
-        for tensor in tensors:
-            if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                return tensor.name
-    return None
 
 
 class OnnxRuntimeBackend:
@@ -136,7 +73,11 @@ class OnnxRuntimeBackend:
                                    'cuDNN missing?) and the CPU fallback is not allowed')
             log.warning('%s: no GPU provider usable, running on the CPU (fallback allowed)', path)
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.output_shapes = output_shapes(self.preset)
         log.info('onnxruntime providers: %s', ', '.join(self.providers))
+        if ORT_IMPORTED_FIRST:
+            log.warning('onnxruntime was imported before ssc_core without %s=1: its telemetry to '
+                        'Microsoft is on in this process', ORT_TELEMETRY_VARIABLE)
 
     def describe(self) -> str:
         return f'onnxruntime ({", ".join(self.providers)}, {self.precision})'
@@ -148,7 +89,14 @@ class OnnxRuntimeBackend:
             if list(feed[name].shape) != shape:
                 raise ValueError(f'{name}: the ONNX model {self.path} takes shape {shape}, got '
                                  f'{list(feed[name].shape)} (exported models take one frame at a time)')
-        names = ['labels', 'logits'] if want_logits else ['labels']
+        names = ['labels', 'logits']   # logits also when not wanted: checked to be finite
         out = self.session.run(names, {k: feed[k] for k in expected})
-        labels = np.asarray(out[0], np.uint8)
-        return labels, (torch.from_numpy(out[1]) if want_logits else None)
+        for name, value in zip(names, out, strict=True):
+            if value.shape != self.output_shapes[name] or value.dtype != OUTPUT_TYPES[name]:
+                raise RuntimeError(f'the ONNX model {self.path} returned {name} {value.dtype} '
+                                   f'{list(value.shape)}, its preset needs '
+                                   f'{np.dtype(OUTPUT_TYPES[name]).name} '
+                                   f'{list(self.output_shapes[name])}')
+        logits = torch.from_numpy(out[1])
+        check_finite(logits)
+        return out[0], (logits if want_logits else None)

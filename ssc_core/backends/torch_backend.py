@@ -7,6 +7,7 @@ from torch._dynamo.exc import BackendCompilerFailed
 
 from ..model import Symphonies
 from ..model.decoder import head_form
+from .base import check_finite
 from .host_memory import keep_freed_memory
 
 log = logging.getLogger('ssc_core.torch')
@@ -59,6 +60,7 @@ class TorchBackend:
         with (torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
               head_form(self.model.decoder.cls_head, self.subpixel_head)):
             logits = self._network(inputs)[-1].float()
+        check_finite(logits)
         labels = class_labels(logits) if logits.device.type == 'cpu' else logits.argmax(1).to(torch.uint8)
         return labels.cpu().numpy(), (logits if want_logits else None)
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .geometry import VoxelProjection, vox2pix
+from .geometry import VoxelProjection, check_rotation, vox2pix
 
 if TYPE_CHECKING:
     from .presets import Preset
@@ -32,9 +32,6 @@ MIN_IMAGE_SIDE = 32
 FOCAL_RANGE = (0.01, 100.0)
 """Plausible focal lengths, in units of the image's longer side (fields of view ~176° to ~0.6°)."""
 
-ROTATION_TOLERANCE = 1e-3
-"""How far the 3x3 part R of a grid pose may be from a rotation: largest entry of RᵀR − I."""
-
 VIEW_LATTICE = 64
 """A camera must see one point of a lattice this fine along the grid's longest side."""
 
@@ -51,7 +48,7 @@ def check_matrix(value, shape: tuple[int, ...], name: str) -> np.ndarray:
 
 def check_calibration(K, cam_from_grid) -> tuple[np.ndarray, np.ndarray]:
     """Validated (3, 3) intrinsics and (4, 4) grid → camera pose, float64: positive focal
-    lengths; a rigid pose (rotation within :data:`ROTATION_TOLERANCE`, last row (0, 0, 0, 1))."""
+    lengths; a rigid pose (:func:`~ssc_core.geometry.check_rotation`, last row (0, 0, 0, 1))."""
     K = check_matrix(K, (3, 3), 'K')
     pose = check_matrix(cam_from_grid, (4, 4), 'cam_from_grid')
     if K[0, 0] <= 0 or K[1, 1] <= 0:
@@ -60,18 +57,6 @@ def check_calibration(K, cam_from_grid) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f'cam_from_grid: last row must be (0, 0, 0, 1), got {pose[3].tolist()}')
     check_rotation(pose, 'cam_from_grid: ')
     return K, pose
-
-
-def check_rotation(pose: np.ndarray, prefix: str = '') -> None:
-    """ValueError (its text after ``prefix``) unless the 3x3 part of a (4, 4) grid pose is a
-    rotation: RᵀR within :data:`ROTATION_TOLERANCE` of the identity, determinant positive."""
-    rotation = pose[:3, :3]
-    with np.errstate(all='ignore'):
-        error = np.abs(rotation.T @ rotation - np.eye(3)).max()
-        det = np.linalg.det(rotation) + 0.0
-    if not (error <= ROTATION_TOLERANCE and det > 0):
-        raise ValueError(f'{prefix}its 3x3 part is not a rotation (RᵀR − I up to {error:g}, '
-                         f'det {det:g}; a grid pose is rigid, in metres)')
 
 
 def check_image_size(image_size: tuple[int, int]) -> None:

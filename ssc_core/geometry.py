@@ -6,9 +6,20 @@ import numpy as np
 
 from .labels import IGNORE_LABEL
 
-RIGID_TOLERANCE = 1e-4
-"""Largest deviation of R^T R from I (and of det R from 1) accepted as a rotation: pose files
-store 9-10 significant digits."""
+ROTATION_TOLERANCE = 1e-3
+"""How far the 3x3 part R of a pose may be from a rotation: largest entry of RᵀR − I."""
+
+
+def check_rotation(pose: np.ndarray, prefix: str = '') -> None:
+    """ValueError (its text after ``prefix``) unless the 3x3 part of a (4, 4) pose is a
+    rotation: RᵀR within :data:`ROTATION_TOLERANCE` of the identity, determinant positive."""
+    rotation = pose[:3, :3]
+    with np.errstate(all='ignore'):
+        error = np.abs(rotation.T @ rotation - np.eye(3)).max()
+        det = np.linalg.det(rotation) + 0.0
+    if not (error <= ROTATION_TOLERANCE and det > 0):
+        raise ValueError(f'{prefix}its 3x3 part is not a rotation (RᵀR − I up to {error:g}, '
+                         f'det {det:g}; a pose is rigid, in metres)')
 
 
 def check_rigid(pose, where: str) -> np.ndarray:
@@ -20,11 +31,7 @@ def check_rigid(pose, where: str) -> np.ndarray:
         raise ValueError(f'{where}: pose is not finite: {pose[:3].ravel().tolist()}')
     if not np.allclose(pose[3], (0, 0, 0, 1)):
         raise ValueError(f'{where}: last row must be 0 0 0 1, got {pose[3].tolist()}')
-    rotation = pose[:3, :3]
-    error = np.abs(rotation.T @ rotation - np.eye(3)).max()
-    det = np.linalg.det(rotation)
-    if error > RIGID_TOLERANCE or abs(det - 1) > RIGID_TOLERANCE:
-        raise ValueError(f'{where}: not a rigid transform (|R^T R - I| = {error:.3g}, det R = {det:.6g})')
+    check_rotation(pose, f'{where}: ')
     return pose
 
 

@@ -11,7 +11,8 @@ import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 
 from ssc_core.backends import BACKENDS
-from ssc_core.frame_inputs import FIT_POLICIES, check_rotation
+from ssc_core.frame_inputs import FIT_POLICIES
+from ssc_core.geometry import check_rotation
 from ssc_core.outputs import class_ids
 from ssc_core.predictor import PRECISIONS
 

@@ -238,7 +238,7 @@ def assert_unchanged(m, before):
     ('teleport', 'jumped 25.00 m'),
     ('back in time', 'earlier than the last'),
     ('nan logits', 'not finite'),
-    ('not rigid', 'not a rigid transform'),
+    ('not rigid', 'not a rotation'),
     ('nan pose', 'not finite'),
     ('bad label', 'labels outside 0..19'),
     ('bad mask', 'bool mask of shape'),
@@ -383,7 +383,7 @@ def test_poses_give_each_grid_in_the_world(tmp_path):
 @pytest.mark.parametrize('case, message', [
     ('short', r'poses.txt: 2 poses for a sequence of 3 images \(line 3 missing\)'),
     ('nan', r'poses.txt:2: pose is not finite'),
-    ('scaled', r'poses.txt:2: not a rigid transform'),
+    ('scaled', r'poses.txt:2: its 3x3 part is not a rotation'),
     ('words', r"poses.txt:2: unreadable pose line"),
     ('eleven', r'poses.txt:2: expected 12 numbers'),
 ])

@@ -64,3 +64,13 @@ def test_parameters_file_documents_every_parameter():
         if name in params:
             assert params[name] == spec.default, name
     assert yaml.safe_load((share_dir() / 'config' / 'ssc.rviz').read_text())['Visualization Manager']
+
+
+def test_rviz_cloud_boxes_are_the_builtin_models_voxels():
+    """The RViz cloud display draws each point as a box of the default (built-in) model's voxel size."""
+    from ssc_core.checkpoint import BUILTIN_CHECKPOINT, read_state_dict
+    _, preset = read_state_dict(BUILTIN_CHECKPOINT)
+    config = yaml.safe_load((share_dir() / 'config' / 'ssc.rviz').read_text())
+    displays = config['Visualization Manager']['Displays']
+    cloud = next(d for d in displays if d['Class'] == 'rviz_default_plugins/PointCloud2')
+    assert cloud['Style'] == 'Boxes' and cloud['Size (m)'] == pytest.approx(preset.model.voxel_size)

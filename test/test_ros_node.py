@@ -449,10 +449,10 @@ def test_a_slow_node_with_right_stamps_is_not_told_to_fix_them(slow_checkpoint, 
     values = diagnostics_values(probe.messages('/diagnostics')[-1])
     assert stop(node) == 0
     print(f'slow node: sent {sent}, received {values["received_image"]} images, {values["received_depth"]} '
-          f'depths, processed {values["processed"]}, problems ' +
+          f'depths, processed {values["processed"]}, dropped stale {values["dropped_stale"]}, problems ' +
           str({k: v for k, v in values.items() if k.startswith('error_')}))
     assert 'error_depth_too_far' not in values and 'check the stamps' not in log.read_text()
-    assert int(values['processed']) >= 1
+    assert int(values['dropped_stale']) > 0    # frames superseded while the network ran: it was busy
     assert int(values['received_image']) >= 0.95 * sent and int(values['received_depth']) >= 0.95 * sent
 
 

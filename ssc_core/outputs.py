@@ -75,15 +75,21 @@ def occupied_indices(labels: np.ndarray, keep: np.ndarray | None = None,
     return np.flatnonzero(mask)
 
 
-def voxel_centres(indices: np.ndarray, shape: tuple, voxel_size: float, origin) -> np.ndarray:
+def voxel_centres(indices: np.ndarray, shape: tuple, voxel_size: float, origin,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """(N, 3) float32 centres in metres (grid frame) of the voxels at flat C-order ``indices`` of a
-    grid of ``shape``: ``(index + 0.5) * voxel_size + origin`` per axis, computed in float32."""
+    grid of ``shape``: ``(index + 0.5) * voxel_size + origin`` per axis, computed in float32;
+    written into ``out`` ((N, 3) float32, any strides) when given."""
     size, origin = np.float32(voxel_size), np.asarray(origin, np.float32)
-    rest, centres = indices, np.empty((len(indices), 3), np.float32)
+    centres = np.empty((len(indices), 3), np.float32) if out is None else out
+    rest = indices
     for axis in (2, 1, 0):
-        rest, index = np.divmod(rest, shape[axis])
         axis_centres = (np.arange(shape[axis], dtype=np.float32) + np.float32(0.5)) * size + origin[axis]
-        centres[:, axis] = axis_centres[index]
+        if axis:
+            rest, index = np.divmod(rest, shape[axis])
+        else:
+            index = rest
+        np.take(axis_centres, index, out=centres[:, axis])
     return centres
 
 

@@ -186,8 +186,8 @@ class OutputMessages:
         indices = occupied_indices(labels, keep, surface_only)
         classes = labels.ravel()[indices]
         words = np.empty((len(indices), 5), np.uint32)   # x, y, z, rgb, label + zeroed padding
-        words[:, :3] = voxel_centres(indices, labels.shape, self.voxel_size, self.origin).view(np.uint32)
-        words[:, 3] = self.rgb_bits[classes]
+        voxel_centres(indices, labels.shape, self.voxel_size, self.origin, out=words[:, :3].view(np.float32))
+        np.take(self.rgb_bits, classes, out=words[:, 3])
         words[:, 4] = classes
         msg = PointCloud2(header=header, height=1, width=len(indices), fields=CLOUD_FIELDS,
                           is_bigendian=False, point_step=CLOUD_DTYPE.itemsize,

@@ -46,6 +46,7 @@ from .worker import LatestSlot, Worker
 
 SHUTDOWN_GRACE_S = 2.0   # how long shutdown waits for an inference in progress before abandoning it
 LOG_EVERY_S = 5.0        # each kind of problem is logged at most this often
+WORKER_NICE = 5          # inference and markers yield the CPU to the threads taking inputs (executor, DDS)
 
 
 class StartupError(RuntimeError):
@@ -97,8 +98,8 @@ class SSCNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.diag_timer = self._diagnostics_timer()
 
-        self.inference = Worker('ssc_inference', LatestSlot(), self._infer)
-        self.markers = Worker('ssc_markers', LatestSlot(), self._publish_markers)
+        self.inference = Worker('ssc_inference', LatestSlot(), self._infer, nice=WORKER_NICE)
+        self.markers = Worker('ssc_markers', LatestSlot(), self._publish_markers, nice=WORKER_NICE)
         self.last_markers = 0.0
         self.inference.start()
         self.markers.start()

@@ -121,6 +121,20 @@ def test_latest_slot_worker_drops_stale_and_stops():
 TOPICS = {'image': '/camera/image', 'depth': '/camera/depth', 'camera_info': '/camera/camera_info'}
 
 
+def test_worker_nice_lowers_only_its_own_thread():
+    import os
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    seen = []
+    worker = Worker('test', LatestSlot(), lambda item: seen.append(
+        os.getpriority(os.PRIO_PROCESS, threading.get_native_id())), nice=3)
+    worker.start()
+    worker.slot.put(1)
+    while not seen:
+        time.sleep(0.01)
+    worker.stop(1)
+    assert seen == [min(base + 3, 19)] and os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+
+
 def test_health_rate_decays_and_stall_warns():
     now = [100.0]
     health = Health({'image': '/camera/image', 'depth': '/camera/depth'}, window=10.0, stall_timeout=5.0,

@@ -300,10 +300,12 @@ class SSCNode(Node):
 def main(args=None):
     """Run until SIGINT/SIGTERM (once or repeatedly) or the context ends; exit 0.
 
-    An inference (or marker building) in progress at shutdown is waited for SHUTDOWN_GRACE_S, then
-    abandoned: after the node and rclpy are shut down and the logs flushed, the process ends with
-    ``os._exit(0)``. Letting Python finalize instead would abort (``terminate called without an
-    active exception``) when the daemon thread, still inside PyTorch or ONNX Runtime, is torn down.
+    Inputs are taken on a two-thread executor (the diagnostics timer and parameter services apart
+    from the input callbacks). An inference (or marker building) in progress at shutdown is waited
+    for SHUTDOWN_GRACE_S, then abandoned, and so is an executor callback: after the node and rclpy
+    are shut down and the logs flushed, the process ends with ``os._exit(0)``. Letting Python
+    finalize instead would abort (``terminate called without an active exception``) when a daemon
+    thread, still inside PyTorch or ONNX Runtime, is torn down, or wait on the executor's threads.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = stop_on_signals()
@@ -312,20 +314,19 @@ def main(args=None):
     except StartupError as e:
         rclpy.try_shutdown()
         sys.exit(f'ssc_node: {e}')
-    executor = MultiThreadedExecutor(num_threads=2)  # inputs are taken while diagnostics are built
+    executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     while not stop.is_set() and rclpy.ok():
         executor.spin_once(timeout_sec=0.1)
     busy = node.stop_workers()
     if busy:
         node.get_logger().info(f'shutting down: abandoning the {" and ".join(busy)} in progress')
-    executor.shutdown()
+    executor.shutdown(timeout_sec=SHUTDOWN_GRACE_S, wait_for_threads=False)
     node.destroy_node()
     rclpy.try_shutdown()
-    if busy:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == '__main__':

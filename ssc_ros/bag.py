@@ -182,6 +182,20 @@ def bag_roles(bag_topics, mapping: dict[str, str] | None = None) -> dict[str, st
     return roles
 
 
+def unplayed_topics(types: dict[str, str], roles: dict[str, str]) -> str | None:
+    """The bag's topics no role plays (``types``: topic -> message type), listed with their types
+    and how to map one, or None when every topic is played."""
+    unplayed = {topic: msgtype for topic, msgtype in sorted(types.items()) if topic not in roles.values()}
+    if not unplayed:
+        return None
+    listed = ', '.join(f'{topic} ({msgtype})' for topic, msgtype in unplayed.items())
+    free = [role for role in TOPICS if role not in roles]
+    example = next((f'{role}={topic}' for topic, msgtype in unplayed.items() for role in free
+                    if MSGTYPES[role] == msgtype), f'ROLE={next(iter(unplayed))}')
+    return (f'not played: {listed}; to play one, give its role: --topics {example} '
+            f'(ros2 launch: bag_topics:={example}; roles: {", ".join(TOPICS)})')
+
+
 def _cdr_converter(reader, conn):
     """Raw bag message → ROS 2 CDR: ROS 1 messages converted by rosbags (the header's ``seq`` dropped;
     Image and CameraInfo are otherwise laid out alike in ROS 1 and ROS 2)."""
@@ -217,6 +231,9 @@ def play(node, bag, rate: float = 1.0, loop: bool = False, topics: dict[str, str
     with AnyReader([Path(bag)], default_typestore=TYPESTORE) as reader:
         roles = bag_roles({c.topic for c in reader.connections}, topics)
         role_of = {topic: role for role, topic in roles.items()}
+        unplayed = unplayed_topics({c.topic: c.msgtype for c in reader.connections}, roles)
+        if unplayed:
+            node.get_logger().warning(unplayed)
         conns = [c for c in reader.connections if c.topic in role_of]
         for conn in conns:
             if conn.msgtype != MSGTYPES[role_of[conn.topic]]:

@@ -7,16 +7,18 @@ import io
 
 import cv2
 import numpy as np
-from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import Point
-from nav_msgs.msg import OccupancyGrid
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import MapMetaData, OccupancyGrid
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ssc_core.labels import class_colors
-from ssc_core.outputs import bird_eye_occupancy, occupied_voxels, packed_rgb
+from ssc_core.labels import IGNORE_LABEL, class_colors
+from ssc_core.outputs import bird_eye_occupancy, occupied_indices, packed_rgb, voxel_centres
 from ssc_core.stereo import disparity_to_depth
+
+from .serialized import serialize
 
 COLOR_ENCODINGS = {  # encoding: (channels, bytes per channel, OpenCV conversion to RGB or None)
     'rgb8': (3, 1, None), 'bgr8': (3, 1, cv2.COLOR_BGR2RGB),
@@ -160,60 +162,94 @@ CLOUD_FIELDS = [PointField(name='x', offset=0, datatype=PointField.FLOAT32, coun
 CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label'],
                         'formats': ['<f4', '<f4', '<f4', '<f4', 'u1'],
                         'offsets': [0, 4, 8, 12, 16], 'itemsize': 20})
+"""One point of ``voxels``: 17 bytes of fields and 3 padding bytes, always zero."""
 
 
-def labels_to_cloud(labels, class_names, voxel_size, origin, header: Header, keep=None) -> PointCloud2:
-    """Occupied voxel centres as a PointCloud2 with x, y, z, rgb (benchmark colours), label."""
-    centres, classes = occupied_voxels(labels, voxel_size, origin, keep)
-    points = np.empty(len(classes), CLOUD_DTYPE)
-    points['x'], points['y'], points['z'] = centres.T
-    points['rgb'] = packed_rgb(class_names)[classes]
-    points['label'] = classes
-    return PointCloud2(header=header, height=1, width=len(points), fields=CLOUD_FIELDS,
-                       is_bigendian=False, point_step=CLOUD_DTYPE.itemsize,
-                       row_step=CLOUD_DTYPE.itemsize * len(points), data=points.tobytes(),
-                       is_dense=True)
+class OutputMessages:
+    """A preset's label grids → the node's output messages, serialized (``bytes`` for
+    ``Publisher.publish``; :func:`rclpy.serialization.deserialize_message` reads them back).
+
+    Arrays go into the messages as numpy buffers (:func:`ssc_ros.serialized.serialize`), never as
+    a Python object per point; padding bytes are zero, so a grid always gives the same bytes.
+    """
+
+    def __init__(self, class_names, voxel_size: float, origin):
+        self.class_names = list(class_names)
+        self.voxel_size = float(voxel_size)
+        self.origin = np.asarray(origin, np.float64)
+        self.rgb_bits = packed_rgb(class_names).view(np.uint32)
+        self.colors = class_colors(class_names) / 255.0
+
+    def cloud(self, labels, header: Header, keep=None, surface_only: bool = False) -> bytes:
+        """PointCloud2 of the occupied voxel centres: x, y, z, rgb (benchmark colours), label
+        (:data:`CLOUD_DTYPE`); ``surface_only``: only voxels with a free 6-neighbour."""
+        indices = occupied_indices(labels, keep, surface_only)
+        classes = labels.ravel()[indices]
+        words = np.empty((len(indices), 5), np.uint32)   # x, y, z, rgb, label + zeroed padding
+        voxel_centres(indices, labels.shape, self.voxel_size, self.origin, out=words[:, :3].view(np.float32))
+        np.take(self.rgb_bits, classes, out=words[:, 3])
+        words[:, 4] = classes
+        msg = PointCloud2(header=header, height=1, width=len(indices), fields=CLOUD_FIELDS,
+                          is_bigendian=False, point_step=CLOUD_DTYPE.itemsize,
+                          row_step=CLOUD_DTYPE.itemsize * len(indices), is_dense=True)
+        return serialize(msg, [(msg, 'data', words.view(np.uint8).reshape(-1))])
+
+    def markers(self, labels, header: Header, keep=None, lifetime_s: float = 0.0) -> bytes:
+        """MarkerArray: one CUBE_LIST per class (namespace = class name, so RViz can toggle
+        classes) of the visible (surface) voxels; classes absent from this grid get a DELETE so
+        stale cubes vanish."""
+        indices = occupied_indices(labels, keep, surface_only=True)
+        classes = labels.ravel()[indices]
+        order = np.argsort(classes, kind='stable')
+        centres = voxel_centres(indices[order], labels.shape, self.voxel_size, self.origin).astype(np.float64)
+        bounds = np.searchsorted(classes[order], np.arange(len(self.class_names) + 1))
+        wanted = range(1, len(self.class_names)) if keep is None else keep
+        lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
+        markers, arrays = [], []
+        for c in wanted:
+            marker = Marker(header=header, ns=self.class_names[c], id=int(c), type=Marker.CUBE_LIST,
+                            lifetime=lifetime)
+            block = centres[bounds[c]:bounds[c + 1]]
+            if not len(block):
+                marker.action = Marker.DELETE
+            else:
+                marker.action = Marker.ADD
+                marker.pose.orientation.w = 1.0
+                marker.scale.x = marker.scale.y = marker.scale.z = self.voxel_size
+                r, g, b = self.colors[c]
+                marker.color = ColorRGBA(r=float(r), g=float(g), b=float(b), a=1.0)
+                arrays.append((marker, 'points', block))   # Point = 3 float64, 24 bytes
+            markers.append(marker)
+        return serialize(MarkerArray(markers=markers), arrays)
+
+    def occupancy(self, labels, fov_mask, header: Header) -> bytes:
+        """Bird's-eye OccupancyGrid of the grid's x-y plane at the grid's origin (see
+        :func:`ssc_core.outputs.bird_eye_occupancy`)."""
+        cells = bird_eye_occupancy(labels, fov_mask, self.class_names).reshape(-1)
+        msg = OccupancyGrid(header=header, info=self._map_info(labels.shape, header))
+        return serialize(msg, [(msg, 'data', cells)])
+
+    def voxel_grid(self, labels, fov_mask, header: Header) -> bytes:
+        """The whole (X, Y, Z) label volume as an Image of encoding ``8UC<Z>``: row = x index,
+        column = y index, channel = z index; voxels out of the camera's view are IGNORE_LABEL
+        (255, unknown). ``np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, -1)``
+        gives the grid back; its geometry is the ``occupancy`` map's (:meth:`occupancy`)."""
+        volume = np.where(fov_mask, labels, np.uint8(IGNORE_LABEL)).astype(np.uint8).reshape(-1)
+        x, y, z = labels.shape
+        msg = Image(header=header, height=x, width=y, encoding=f'8UC{z}', is_bigendian=0, step=y * z)
+        return serialize(msg, [(msg, 'data', volume)])
+
+    def _map_info(self, shape, header: Header) -> MapMetaData:
+        info = MapMetaData(map_load_time=header.stamp, resolution=self.voxel_size, width=shape[0],
+                           height=shape[1])
+        info.origin.position.x, info.origin.position.y, info.origin.position.z = map(float, self.origin)
+        info.origin.orientation.w = 1.0
+        return info
 
 
-def labels_to_markers(labels, class_names, voxel_size, origin, header: Header, keep=None,
-                      lifetime_s: float = 0.0) -> MarkerArray:
-    """One CUBE_LIST per class (namespace = class name, so RViz can toggle classes) of the
-    visible (surface) voxels; classes absent from this grid get a DELETE so stale cubes vanish."""
-    centres, classes = occupied_voxels(labels, voxel_size, origin, keep, surface_only=True)
-    colors = class_colors(class_names) / 255.0
-    wanted = range(1, len(class_names)) if keep is None else keep
-    markers = []
-    order = np.argsort(classes, kind='stable')
-    centres, classes = centres[order].astype(np.float64), classes[order]
-    bounds = np.searchsorted(classes, np.arange(len(class_names) + 1))
-    lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
-    for c in wanted:
-        marker = Marker(header=header, ns=class_names[c], id=int(c), type=Marker.CUBE_LIST,
-                        lifetime=lifetime)
-        block = centres[bounds[c]:bounds[c + 1]]
-        if not len(block):
-            marker.action = Marker.DELETE
-        else:
-            marker.action = Marker.ADD
-            marker.pose.orientation.w = 1.0
-            marker.scale.x = marker.scale.y = marker.scale.z = float(voxel_size)
-            r, g, b = colors[c]
-            marker.color = ColorRGBA(r=float(r), g=float(g), b=float(b), a=1.0)
-            marker.points = [Point(x=x, y=y, z=z) for x, y, z in block.tolist()]
-        markers.append(marker)
-    return MarkerArray(markers=markers)
-
-
-def labels_to_occupancy(labels, fov_mask, class_names, voxel_size, origin, header: Header) -> OccupancyGrid:
-    """Bird's-eye OccupancyGrid of the grid's x-y plane at the grid's origin (see
-    :func:`ssc_core.outputs.bird_eye_occupancy`)."""
-    grid = bird_eye_occupancy(labels, fov_mask, class_names)
-    msg = OccupancyGrid(header=header)
-    msg.info.map_load_time = header.stamp
-    msg.info.resolution = float(voxel_size)
-    msg.info.width, msg.info.height = labels.shape[0], labels.shape[1]
-    msg.info.origin.position.x, msg.info.origin.position.y = float(origin[0]), float(origin[1])
-    msg.info.origin.position.z = float(origin[2])
-    msg.info.origin.orientation.w = 1.0
-    msg.data = grid.ravel().tobytes()
-    return msg
+def diagnostics_array(report, name: str, hardware_id: str, stamp: Time) -> DiagnosticArray:
+    """A :class:`ssc_ros.health.Report` as the one status of a DiagnosticArray (OK or WARN)."""
+    level = DiagnosticStatus.OK if report.level == 'OK' else DiagnosticStatus.WARN
+    status = DiagnosticStatus(level=level, name=name, hardware_id=hardware_id, message=report.message,
+                              values=[KeyValue(key=k, value=v) for k, v in report.values.items()])
+    return DiagnosticArray(header=Header(stamp=stamp), status=[status])

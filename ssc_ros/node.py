@@ -5,8 +5,9 @@ image_transport:=compressed), ``depth`` (32FC1 metres or 16UC1 millimetres) and 
 with the ``input_qos`` profile; pairs image and depth by stamp (:mod:`ssc_ros.pairing`); predicts
 on a worker thread, latest pair wins (:mod:`ssc_ros.worker`); publishes ``voxels`` (PointCloud2),
 ``voxel_markers`` (MarkerArray, rate limited, built on their own thread), ``occupancy``
-(OccupancyGrid) stamped with the image's stamp, and ``/diagnostics`` (:mod:`ssc_ros.health`).
-Parameters: :mod:`ssc_ros.parameters`.
+(OccupancyGrid), optionally ``voxel_grid`` (Image), stamped with the image's stamp and serialized
+from numpy (:class:`ssc_ros.conversions.OutputMessages`), and ``/diagnostics``
+(:mod:`ssc_ros.health`; problem kinds: :mod:`ssc_ros.kinds`). Parameters: :mod:`ssc_ros.parameters`.
 """
 import os
 import sys
@@ -14,12 +15,13 @@ import threading
 import time
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidParameterTypeException
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
@@ -33,8 +35,9 @@ from ssc_core.checkpoint import BUILTIN_CHECKPOINT, CheckpointError
 from ssc_core.predictor import NonFiniteOutput, Predictor
 
 from . import camera_checks, conversions
-from .conversions import MessageError
-from .health import OK, Health
+from .conversions import MessageError, OutputMessages, diagnostics_array
+from .health import Health
+from .kinds import outcome
 from .pairing import StampPairer
 from .parameters import BUILTIN, PARAMETERS, check, class_filter_ids, grid_pose, type_mismatch, unknown
 from .qos import input_qos
@@ -43,6 +46,7 @@ from .worker import LatestSlot, Worker
 
 SHUTDOWN_GRACE_S = 2.0   # how long shutdown waits for an inference in progress before abandoning it
 LOG_EVERY_S = 5.0        # each kind of problem is logged at most this often
+WORKER_NICE = 5          # inference and markers yield the CPU to the threads taking inputs (executor, DDS)
 
 
 class StartupError(RuntimeError):
@@ -65,34 +69,37 @@ class SSCNode(Node):
             self.keep = class_filter_ids(self.params['class_filter'], preset.class_names)
         except ValueError as e:
             raise StartupError(f'parameter class_filter: {e}') from None
-        self.health = Health(stall_timeout=self.params['stall_timeout'])
+        self.outputs = OutputMessages(preset.class_names, preset.model.voxel_size, preset.voxel_origin)
         self.pairer = StampPairer(self.params['slop'], self.params['queue_size'])
         self.lock = threading.RLock()   # pairer and health: executor thread vs workers
         self.last_logged = {}
         self.camera_info = None
         self.view = None   # the last frame's fraction of the grid in view (logged when it changes)
 
-        qos = input_qos(self.params['input_qos'], self.params['queue_size'])
+        image_type, image_topic = Image, self.resolve_topic_name('image')
         if self.params['image_transport'] == 'compressed':  # image_transport's topic naming
-            self.image_topic = self.resolve_topic_name('image') + '/compressed'
-            self.create_subscription(CompressedImage, self.image_topic, self._on_image, qos)
-        else:
-            self.image_topic = self.resolve_topic_name('image')
-            self.create_subscription(Image, 'image', self._on_image, qos)
-        if self.params['depth_input'] == 'disparity':
-            self.create_subscription(DisparityImage, 'disparity', self._on_depth, qos)
-        else:
-            self.create_subscription(Image, 'depth', self._on_depth, qos)
-        self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)
+            image_type, image_topic = CompressedImage, image_topic + '/compressed'
+        depth_type, depth_topic = ((DisparityImage, 'disparity') if self.params['depth_input'] == 'disparity'
+                                   else (Image, 'depth'))
+        self.topics = {'image': image_topic, 'depth': self.resolve_topic_name(depth_topic),
+                       'camera_info': self.resolve_topic_name('camera_info')}
+        self.health = Health(self.topics, stall_timeout=self.params['stall_timeout'])
+        qos = input_qos(self.params['input_qos'], self.params['queue_size'])
+        inputs = MutuallyExclusiveCallbackGroup()   # apart from the diagnostics timer's (graph queries)
+        for kind, msg_type in (('image', image_type), ('depth', depth_type), ('camera_info', CameraInfo)):
+            self.create_subscription(msg_type, self.topics[kind],
+                                     lambda msg, info, kind=kind: self._on_input(kind, msg, info), qos,
+                                     callback_group=inputs)
         reliable = QoSProfile(depth=2)
         self.cloud_pub = self.create_publisher(PointCloud2, 'voxels', reliable)
         self.marker_pub = self.create_publisher(MarkerArray, 'voxel_markers', reliable)
         self.occupancy_pub = self.create_publisher(OccupancyGrid, 'occupancy', reliable)
+        self.grid_pub = self.create_publisher(Image, 'voxel_grid', reliable)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.diag_timer = self._diagnostics_timer()
 
-        self.inference = Worker('ssc_inference', LatestSlot(), self._infer)
-        self.markers = Worker('ssc_markers', LatestSlot(), self._publish_markers)
+        self.inference = Worker('ssc_inference', LatestSlot(), self._infer, nice=WORKER_NICE)
+        self.markers = Worker('ssc_markers', LatestSlot(), self._publish_markers, nice=WORKER_NICE)
         self.last_markers = 0.0
         self.inference.start()
         self.markers.start()
@@ -100,7 +107,7 @@ class SSCNode(Node):
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.get_logger().info(
             f'ready: preset {preset.name}, {self.predictor.backend.describe()}, frame '
-            f'{self.params["frame_id"]}, image {self.image_topic} ({self.params["input_qos"]})')
+            f'{self.params["frame_id"]}, image {self.topics["image"]} ({self.params["input_qos"]})')
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> dict:
@@ -172,39 +179,36 @@ class SSCNode(Node):
             raise StartupError(f'parameter checkpoint: cannot load {path}: {e}') from None
 
     # ------------------------------------------------------------------ inputs
-    def _warn(self, kind: str, text: str, outcome: str = 'dropped') -> None:
+    def _warn(self, kind: str, text: str) -> None:
         """Count a problem and log it, at most once per LOG_EVERY_S for each kind."""
         with self.lock:
             count = self.health.on_error(kind)
         now = time.monotonic()
         if now - self.last_logged.get(kind, -1e9) >= LOG_EVERY_S and self.context.ok():
             self.last_logged[kind] = now
-            self.get_logger().warning(f'{text} ({outcome}; {count} of this kind so far)')
+            self.get_logger().warning(f'{text} ({outcome(kind)}; {count} of this kind so far)')
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self.health.on_input('camera_info')
-        self.camera_info = msg
-
-    def _on_image(self, msg) -> None:
-        self._add('image', msg)
-
-    def _on_depth(self, msg: Image | DisparityImage) -> None:
-        self._add('depth', msg)
-
-    def _add(self, kind: str, msg) -> None:
+    def _on_input(self, kind: str, msg, info) -> None:
+        """Executor thread: count the message, keep camera_info, pair images with depths."""
+        taken = time.time()
+        arrival = info['received_timestamp'] * 1e-9 or taken  # the middleware's reception time
         with self.lock:
-            self.health.on_input(kind)
-            outcome = self.pairer.add(kind, stamp_seconds(msg.header), msg)
-            for notice in outcome.notices:
-                self._warn(notice.kind, notice.text)
-        if outcome.pair is not None:
-            self.inference.slot.put((outcome.pair, time.monotonic()))
+            self.health.on_input(kind, taken - arrival)
+            if kind == 'camera_info':
+                self.camera_info = msg
+                return
+            result = self.pairer.add(kind, stamp_seconds(msg.header), msg, arrival, taken)
+        for notice in result.notices:
+            self._warn(notice.kind, notice.text)
+        if result.pair is not None:
+            self.inference.slot.put((result.pair, time.monotonic()))
 
     # ------------------------------------------------------------------ inference (worker thread)
     def _infer(self, item) -> None:
         pair, received = item
         try:
-            self._process(pair.image, pair.depth, self.camera_info)
+            if not self._process(pair.image, pair.depth, self.camera_info):
+                return
         except (MessageError, NonFiniteOutput) as e:
             self._warn(e.kind, str(e))
             return
@@ -217,16 +221,20 @@ class SSCNode(Node):
         with self.lock:
             self.health.on_processed(time.monotonic() - received)
 
-    def _process(self, image_msg, depth_msg, info) -> None:
+    def _process(self, image_msg, depth_msg, info) -> bool:
+        """Predict and publish one frame; False when it was skipped (no camera_info yet, shutdown)."""
         if info is None:
-            raise MessageError('no_camera_info', 'no camera_info received yet')
+            if self.health.camera_info_overdue():
+                raise MessageError('no_camera_info', f'no camera_info on {self.topics["camera_info"]} '
+                                   f'{self.params["stall_timeout"]:g} s after the first frame')
+            return False  # start-up: camera_info has not arrived yet
         if isinstance(image_msg, CompressedImage):
             image = conversions.compressed_to_rgb(image_msg)
         else:
             image = conversions.image_to_rgb(image_msg)
         K = camera_checks.intrinsics_for_image(info, image.shape[:2])
         for kind, text in camera_checks.frame_warnings(info, image_msg.header, depth_msg.header).items():
-            self._warn(kind, text, outcome='used')
+            self._warn(kind, text)
         depth = (conversions.disparity_to_metres(depth_msg) if isinstance(depth_msg, DisparityImage)
                  else conversions.depth_to_metres(depth_msg))
         if depth.shape != image.shape[:2]:
@@ -235,22 +243,24 @@ class SSCNode(Node):
                                f'{image.shape[1]}x{image.shape[0]} (depth must be registered to the image)')
         prediction = self.predictor.predict(image, depth, K, self.cam_from_grid)
         if self.inference.slot.closed:
-            return
+            return False
         if prediction.view != self.view:  # once per calibration and image size
             self.view = prediction.view
             self.get_logger().info(self.view.describe())
         for kind, text in prediction.warnings.items():
-            self._warn(kind, text, outcome='published')
+            self._warn(kind, text)
         header = Header(stamp=image_msg.header.stamp, frame_id=self.params['frame_id'])
-        preset = self.predictor.preset
-        args = (preset.class_names, preset.model.voxel_size, preset.voxel_origin)
+        labels, fov_mask = prediction.labels, prediction.fov_mask
         if self.params['publish_cloud']:
-            self.cloud_pub.publish(conversions.labels_to_cloud(prediction.labels, *args, header, self.keep))
+            surface_only = self.params['cloud_surface_only']
+            self.cloud_pub.publish(self.outputs.cloud(labels, header, self.keep, surface_only))
         if self.params['publish_occupancy']:
-            self.occupancy_pub.publish(conversions.labels_to_occupancy(
-                prediction.labels, prediction.fov_mask, *args, header))
+            self.occupancy_pub.publish(self.outputs.occupancy(labels, fov_mask, header))
+        if self.params['publish_voxel_grid']:
+            self.grid_pub.publish(self.outputs.voxel_grid(labels, fov_mask, header))
         if self.params['publish_markers']:
             self.markers.slot.put((prediction.labels, header))
+        return True
 
     def _publish_markers(self, item) -> None:
         """Marker thread: at most marker_rate MarkerArrays per second."""
@@ -258,10 +268,8 @@ class SSCNode(Node):
         wait = self.last_markers + 1.0 / self.params['marker_rate'] - time.monotonic()
         if wait > 0 and self.markers.slot.wait_closed(wait):
             return
-        preset = self.predictor.preset
         try:
-            self.marker_pub.publish(conversions.labels_to_markers(
-                labels, preset.class_names, preset.model.voxel_size, preset.voxel_origin, header, self.keep))
+            self.marker_pub.publish(self.outputs.markers(labels, header, self.keep))
         except Exception as e:
             self._warn('markers_failed', f'{type(e).__name__}: {e}')
         self.last_markers = time.monotonic()
@@ -273,17 +281,14 @@ class SSCNode(Node):
                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _publish_diagnostics(self) -> None:
+        publishers = {kind: self.count_publishers(topic) for kind, topic in self.topics.items()}
         with self.lock:
-            report = self.health.report(self.inference.slot.dropped, dict(self.pairer.unpaired))
+            report = self.health.report(self.inference.slot.dropped, dict(self.pairer.unpaired), publishers)
         view = self.view
-        values = {**report.values,
-                  'fraction_in_view': f'{view.fraction_in_view:.3f}' if view else 'unknown'}
-        status = DiagnosticStatus(level=DiagnosticStatus.OK if report.level == OK else DiagnosticStatus.WARN,
-                                  name=f'{self.get_name()}: semantic scene completion',
-                                  hardware_id=self.predictor.backend.describe(), message=report.message,
-                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
-        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
-                                              status=[status]))
+        report.values['fraction_in_view'] = f'{view.fraction_in_view:.3f}' if view else 'unknown'
+        self.diag_pub.publish(diagnostics_array(report, f'{self.get_name()}: semantic scene completion',
+                                                self.predictor.backend.describe(),
+                                                self.get_clock().now().to_msg()))
 
     def stop_workers(self) -> list[str]:
         """Stop both threads; what is still running after SHUTDOWN_GRACE_S ('inference', 'markers')."""
@@ -295,10 +300,12 @@ class SSCNode(Node):
 def main(args=None):
     """Run until SIGINT/SIGTERM (once or repeatedly) or the context ends; exit 0.
 
-    An inference (or marker building) in progress at shutdown is waited for SHUTDOWN_GRACE_S, then
-    abandoned: after the node and rclpy are shut down and the logs flushed, the process ends with
-    ``os._exit(0)``. Letting Python finalize instead would abort (``terminate called without an
-    active exception``) when the daemon thread, still inside PyTorch or ONNX Runtime, is torn down.
+    Inputs are taken on a two-thread executor (the diagnostics timer and parameter services apart
+    from the input callbacks). An inference (or marker building) in progress at shutdown is waited
+    for SHUTDOWN_GRACE_S, then abandoned, and so is an executor callback: after the node and rclpy
+    are shut down and the logs flushed, the process ends with ``os._exit(0)``. Letting Python
+    finalize instead would abort (``terminate called without an active exception``) when a daemon
+    thread, still inside PyTorch or ONNX Runtime, is torn down, or wait on the executor's threads.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = stop_on_signals()
@@ -307,20 +314,19 @@ def main(args=None):
     except StartupError as e:
         rclpy.try_shutdown()
         sys.exit(f'ssc_node: {e}')
-    executor = SingleThreadedExecutor()
+    executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     while not stop.is_set() and rclpy.ok():
         executor.spin_once(timeout_sec=0.1)
     busy = node.stop_workers()
     if busy:
         node.get_logger().info(f'shutting down: abandoning the {" and ".join(busy)} in progress')
-    executor.shutdown()
+    executor.shutdown(timeout_sec=SHUTDOWN_GRACE_S, wait_for_threads=False)
     node.destroy_node()
     rclpy.try_shutdown()
-    if busy:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == '__main__':

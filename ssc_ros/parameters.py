@@ -5,6 +5,7 @@ refused with rclpy's reason. Run-time parameters are checked by :func:`check` (a
 class_filter and cam_from_grid, by :func:`class_filter_ids` / :func:`grid_pose`) both at start-up
 and in the node's set-parameters callback, so a value start-up would refuse is refused later too.
 """
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,12 +37,14 @@ class Spec:
     choices: tuple = ()
     minimum: float | None = None      # smallest allowed value (inclusive)
     array_type: int = ParameterType.PARAMETER_NOT_SET
+    launch: bool = False              # also a launch argument of ssc.launch.py
 
     @property
     def type(self) -> int:
         return self.array_type if isinstance(self.default, list) else _TYPE_OF[type(self.default)]
 
-    def descriptor(self) -> ParameterDescriptor:
+    def text(self) -> str:
+        """The description with the allowed values and whether it can change at run time."""
         text = self.description
         if self.choices:
             text += f' (one of {", ".join(self.choices)})'
@@ -49,42 +52,66 @@ class Spec:
             text += f' (>= {self.minimum:g})'
         if not self.read_only:
             text += ' [can change at run time]'
-        return ParameterDescriptor(type=self.type, description=text, read_only=self.read_only)
+        return text
 
+    def descriptor(self) -> ParameterDescriptor:
+        return ParameterDescriptor(type=self.type, description=self.text(), read_only=self.read_only)
+
+    def parse(self, text: str):
+        """A launch argument's text as this parameter's value; ValueError names expected and got."""
+        kind = type(self.default)
+        if kind is bool:
+            if text.lower() not in ('true', 'false'):
+                raise ValueError(f'expected true or false, got {text!r}')
+            return text.lower() == 'true'
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f'expected {TYPE_NAMES[self.type]}, got {text!r}') from None
+
+
+FRAME_ID = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_./-]*')
+"""A tf2 frame id: not empty, no leading slash (tf2 refuses those), no spaces or other characters."""
 
 PARAMETERS = {
     'checkpoint': Spec(BUILTIN, 'weights file (ours, a training run\'s or the authors\'); '
-                       '"builtin" = the built-in small model'),
-    'preset': Spec('', 'preset of the weights (empty: from the checkpoint)'),
+                       '"builtin" = the built-in small model', launch=True),
+    'preset': Spec('', 'preset of the weights (empty: from the checkpoint)', launch=True),
     'backend': Spec('torch', 'inference backend; torch_compile compiles on the first frame (minutes on '
                     'a CPU); onnxruntime takes an .onnx file from ssc_core.tools.export as checkpoint',
-                    choices=BACKENDS),
-    'device': Spec('cpu', 'cpu, cuda or cuda:N (onnxruntime: TensorRT, then CUDA)'),
+                    choices=BACKENDS, launch=True),
+    'device': Spec('cpu', 'cpu, cuda or cuda:N (onnxruntime: TensorRT, then CUDA)', launch=True),
     'allow_cpu_fallback': Spec(False, 'onnxruntime: run on the CPU when no GPU provider is usable '
-                               '(logged) instead of failing'),
-    'precision': Spec('fp32', 'fp32, or fp16/bf16 autocast', choices=tuple(PRECISIONS)),
+                               '(logged) instead of failing', launch=True),
+    'precision': Spec('fp32', 'fp32, or fp16/bf16 autocast', choices=tuple(PRECISIONS), launch=True),
     'fit': Spec('auto', 'how images of another size than the network\'s become its input: crop '
                 '(the authors\' top-left crop), scale (keep the view the grid needs, K scaled), '
-                'auto (crop for KITTI-sized images, else scale)', choices=FIT_POLICIES),
+                'auto (crop for KITTI-sized images, else scale)', choices=FIT_POLICIES, launch=True),
     'image_transport': Spec('raw', 'raw: sensor_msgs/Image on "image"; compressed: '
                             'sensor_msgs/CompressedImage on "<resolved image topic>/compressed"',
-                            choices=IMAGE_TRANSPORTS),
+                            choices=IMAGE_TRANSPORTS, launch=True),
     'depth_input': Spec('depth', 'depth: sensor_msgs/Image on "depth" (32FC1 m, 16UC1 mm); '
                         'disparity: stereo_msgs/DisparityImage on "disparity" (depth = f*T/d)',
-                        choices=('depth', 'disparity')),
+                        choices=('depth', 'disparity'), launch=True),
     'input_qos': Spec('reliable', 'QoS of the image, depth and camera_info subscriptions: reliable '
                       'connects to reliable publishers (drivers, ros2 bag play) and receives full-size '
-                      'frames; best_effort or sensor_data for best-effort drivers', choices=INPUT_QOS),
+                      'frames; best_effort or sensor_data for best-effort drivers', choices=INPUT_QOS,
+                      launch=True),
     'queue_size': Spec(10, 'messages kept per input for pairing (and subscription depth)', minimum=1),
     'slop': Spec(0.05, 'largest stamp difference (s) between paired image and depth', False,
                  minimum=1e-6),
-    'frame_id': Spec('velodyne', 'frame of the voxel grid, for every output', False),
+    'frame_id': Spec('velodyne', 'frame of the voxel grid, for every output (a tf2 frame id: no leading '
+                     'slash, letters, digits, _ . / -)', False, launch=True),
     'cam_from_grid': Spec([], 'row-major 4x4 pose of the grid frame in the camera frame '
                           '(empty: the preset\'s, KITTI velodyne->camera)', False,
                           array_type=ParameterType.PARAMETER_DOUBLE_ARRAY),
-    'publish_cloud': Spec(True, 'publish voxels (PointCloud2)', False),
-    'publish_markers': Spec(True, 'publish voxel_markers (MarkerArray)', False),
-    'publish_occupancy': Spec(True, 'publish occupancy (OccupancyGrid)', False),
+    'publish_cloud': Spec(True, 'publish voxels (PointCloud2)', False, launch=True),
+    'cloud_surface_only': Spec(False, 'voxels holds only voxels with a free 6-neighbour (what can be seen: '
+                               'about 3/4 of the occupied ones)', False, launch=True),
+    'publish_markers': Spec(True, 'publish voxel_markers (MarkerArray)', False, launch=True),
+    'publish_occupancy': Spec(True, 'publish occupancy (OccupancyGrid)', False, launch=True),
+    'publish_voxel_grid': Spec(False, 'publish voxel_grid (sensor_msgs/Image 8UC<Z>: the whole label volume, '
+                               'row = x, column = y, channel = z; 255 = out of view)', False, launch=True),
     'marker_rate': Spec(1.0, 'largest marker publishing rate (Hz)', False, minimum=0.01),
     'class_filter': Spec([], 'class names to publish (empty: all non-empty classes)', False,
                          array_type=ParameterType.PARAMETER_STRING_ARRAY),
@@ -92,6 +119,8 @@ PARAMETERS = {
     'stall_timeout': Spec(5.0, 'seconds with inputs arriving but nothing processed before /diagnostics '
                           'says WARN', False, minimum=0.1),
 }
+LAUNCH_PARAMETERS = tuple(name for name, spec in PARAMETERS.items() if spec.launch)
+"""The parameters ssc.launch.py also takes as launch arguments (the others: its params_file)."""
 # Declared by rclpy itself, or read by it from the same parameters file.
 ROS_PARAMETERS = ('use_sim_time', 'start_type_description_service')
 
@@ -103,6 +132,8 @@ def check(name: str, value) -> str | None:
         return f'expected one of {", ".join(spec.choices)}, got {value!r}'
     if spec.minimum is not None and not value >= spec.minimum:
         return f'expected >= {spec.minimum:g}, got {value!r}'
+    if name == 'frame_id' and not FRAME_ID.fullmatch(value):
+        return (f'expected a frame id (letters, digits, _ . / -, not starting with / or .), got {value!r}')
     if name == 'cam_from_grid':
         try:
             grid_pose(value, np.eye(4))

@@ -4,6 +4,7 @@ The node's inference and marker threads are each a :class:`Worker` over a :class
 a newer item replaces one still waiting (counted as dropped), so a producer faster than the
 worker costs dropped items, never a growing queue.
 """
+import os
 import threading
 
 
@@ -49,12 +50,15 @@ class Worker:
     """A daemon thread calling ``handle(item)`` for each item taken from ``slot``.
 
     ``handle`` must not raise (it is where errors are counted). A daemon thread, so that an item
-    in progress (a long inference) can be abandoned at shutdown: see :meth:`stop`.
+    in progress (a long inference) can be abandoned at shutdown: see :meth:`stop`. ``nice`` > 0
+    lowers the thread's CPU priority (Linux: per thread; threads it starts, such as OpenMP's
+    workers, inherit it), so that the process's other threads win the CPU when it is short.
     """
 
-    def __init__(self, name: str, slot: LatestSlot, handle):
+    def __init__(self, name: str, slot: LatestSlot, handle, nice: int = 0):
         self.slot = slot
         self.handle = handle
+        self.nice = nice
         self.busy = False
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -62,6 +66,9 @@ class Worker:
         self.thread.start()
 
     def _run(self) -> None:
+        if self.nice:
+            thread = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + self.nice)
         while (item := self.slot.take()) is not None:
             self.busy = True
             try:

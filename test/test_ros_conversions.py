@@ -83,8 +83,12 @@ def grid():
     return labels
 
 
+def outputs(class_names=CLASSES, voxel_size=0.5, origin=(0.0, -1.5, -1.0)):
+    return conv.OutputMessages(class_names, voxel_size, origin)
+
+
 def test_cloud(grid):
-    msg = roundtrip(conv.labels_to_cloud(grid, CLASSES, 0.5, (0.0, -1.5, -1.0), HEADER))
+    msg = deserialize_message(outputs().cloud(grid, HEADER), PointCloud2)
     assert [f.name for f in msg.fields] == ['x', 'y', 'z', 'rgb', 'label']
     assert msg.header.frame_id == 'velodyne'
     points = np.frombuffer(bytes(msg.data), conv.CLOUD_DTYPE)
@@ -97,12 +101,63 @@ def test_cloud(grid):
     packed = car['rgb'][:1].view(np.uint32)[0]
     assert ((packed >> 16) & 255, (packed >> 8) & 255, packed & 255) == (r, g, b)
     keep = [CLASSES.index('pole')]
-    only_pole = conv.labels_to_cloud(grid, CLASSES, 0.5, (0.0, -1.5, -1.0), HEADER, keep)
+    only_pole = deserialize_message(outputs().cloud(grid, HEADER, keep), PointCloud2)
     assert only_pole.width == 4
 
 
-def test_markers(grid):
-    msg = roundtrip(conv.labels_to_markers(grid, CLASSES, 0.5, (0, 0, 0), HEADER))
+def test_cloud_padding_is_zero_and_bytes_repeat(grid):
+    """The 3 padding bytes of each 20-byte point are zero: the same grid gives the same bytes,
+    whatever the heap held before (garbage is left in freed memory between the two calls)."""
+    first = outputs().cloud(grid, HEADER)
+    garbage = [np.full(len(first) // 4 + 1024, 0xDEADBEEF, np.uint32) for _ in range(4)]
+    del garbage
+    second = outputs().cloud(grid, HEADER)
+    assert first == second
+    data = np.frombuffer(bytes(deserialize_message(first, PointCloud2).data), np.uint8).reshape(-1, 20)
+    assert not data[:, 17:].any()
+
+
+def test_cloud_surface_only():
+    labels = np.zeros((5, 5, 5), np.uint8)
+    labels[1:4, 1:4, 1:4] = CLASSES.index('building')   # a 3x3x3 block: all but its centre is surface
+    msg = deserialize_message(outputs().cloud(labels, HEADER, surface_only=True), PointCloud2)
+    points = np.frombuffer(bytes(msg.data), conv.CLOUD_DTYPE)
+    assert msg.width == 26
+    assert not np.any((points['x'] == 1.25) & (points['y'] == -0.25) & (points['z'] == 0.25))  # the centre
+
+
+def slow_markers(labels, class_names, voxel_size, origin, header):
+    """The MarkerArray as rclpy builds it: a Point object per cube (the reference)."""
+    from geometry_msgs.msg import Point
+    from std_msgs.msg import ColorRGBA
+
+    from ssc_core.outputs import occupied_voxels
+    centres, classes = occupied_voxels(labels, voxel_size, origin, surface_only=True)
+    markers = []
+    for c in range(1, len(class_names)):
+        marker = Marker(header=header, ns=class_names[c], id=c, type=Marker.CUBE_LIST, action=Marker.DELETE)
+        block = centres[classes == c].astype(np.float64)
+        if len(block):
+            marker.action = Marker.ADD
+            marker.pose.orientation.w = 1.0
+            marker.scale.x = marker.scale.y = marker.scale.z = float(voxel_size)
+            r, g, b = class_colors(class_names)[c] / 255.0
+            marker.color = ColorRGBA(r=r, g=g, b=b, a=1.0)
+            marker.points = [Point(x=x, y=y, z=z) for x, y, z in block.tolist()]
+        markers.append(marker)
+    return serialize_message(MarkerArray(markers=markers))
+
+
+@pytest.mark.parametrize('frame_id', ['velodyne', 'grid_frame_of_odd_length'])
+def test_markers_bytes_equal_rclpys_serialization(grid, frame_id):
+    """Point bytes written from numpy = rclpy's own serialization of Point objects, for frame ids
+    that shift the points' 8-byte alignment, and read back by rclpy into the real type."""
+    header = Header(frame_id=frame_id)
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    fast = outputs(origin=(0, 0, 0)).markers(grid, header)
+    assert deserialize_message(fast, MarkerArray) == deserialize_message(
+        slow_markers(grid, CLASSES, 0.5, (0, 0, 0), header), MarkerArray)
+    msg = deserialize_message(fast, MarkerArray)
     by_ns = {m.ns: m for m in msg.markers}
     assert set(by_ns) == set(CLASSES[1:])
     car = by_ns['car']
@@ -110,14 +165,12 @@ def test_markers(grid):
     assert car.scale.x == 0.5 and round(car.color.b * 255) == class_colors(CLASSES)[1][2]
     assert by_ns['building'].action == Marker.DELETE
     assert len(by_ns['road'].points) == 8 * 6 - 1  # every road voxel (one is the pole's) is visible
-    assert isinstance(msg, MarkerArray)
 
 
 def test_occupancy(grid):
     fov = np.ones(grid.shape, bool)
     fov[7] = False
-    msg = roundtrip(conv.labels_to_occupancy(grid, fov, CLASSES, 0.5, (0.0, -1.5, -1.0), HEADER))
-    assert isinstance(msg, OccupancyGrid)
+    msg = deserialize_message(outputs().occupancy(grid, fov, HEADER), OccupancyGrid)
     assert (msg.info.width, msg.info.height, msg.info.resolution) == (8, 6, 0.5)
     cells = np.array(msg.data, np.int8).reshape(6, 8)  # row = y, column = x
     assert cells[1, 2] == 100 and cells[5, 6] == 100   # car, pole
@@ -126,17 +179,34 @@ def test_occupancy(grid):
     assert msg.info.origin.position.y == -1.5
 
 
+def test_voxel_grid(grid):
+    fov = np.ones(grid.shape, bool)
+    fov[7] = False
+    msg = deserialize_message(outputs().voxel_grid(grid, fov, HEADER), Image)
+    assert (msg.height, msg.width, msg.encoding, msg.step) == (8, 6, '8UC4', 24)
+    volume = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, -1)
+    assert np.array_equal(volume[:7], grid[:7]) and (volume[7] == 255).all()
+
+
 def test_cloud_matches_sensor_msgs_py_layout():
     """The PointCloud2 layout reads back with the standard field offsets (as read_points does)."""
     labels = np.zeros((2, 2, 2), np.uint8)
     labels[1, 0, 1] = 13
-    msg = conv.labels_to_cloud(labels, CLASSES, 1.0, (0, 0, 0), HEADER)
-    assert msg.point_step == 20 and msg.row_step == 20 and isinstance(msg, PointCloud2)
+    msg = deserialize_message(outputs(origin=(0, 0, 0), voxel_size=1.0).cloud(labels, HEADER), PointCloud2)
+    assert msg.point_step == 20 and msg.row_step == 20
     offsets = {f.name: f.offset for f in msg.fields}
     raw = bytes(msg.data)
     x = np.frombuffer(raw[offsets['x']:offsets['x'] + 4], '<f4')[0]
     z = np.frombuffer(raw[offsets['z']:offsets['z'] + 4], '<f4')[0]
     assert (x, z, raw[offsets['label']]) == (1.5, 1.5, 13)
+
+
+def test_empty_grid_gives_empty_messages():
+    empty = np.zeros((4, 4, 2), np.uint8)
+    cloud = deserialize_message(outputs().cloud(empty, HEADER), PointCloud2)
+    assert cloud.width == 0 and len(cloud.data) == 0
+    markers = deserialize_message(outputs().markers(empty, HEADER), MarkerArray)
+    assert {m.action for m in markers.markers} == {Marker.DELETE}
 
 
 def test_16_bit_encodings_scale_as_cv_bridge():
@@ -239,3 +309,31 @@ def test_disparity_to_depth():
     msg.t = 0.0
     with pytest.raises(conv.MessageError, match='baseline t=0.0 must be positive'):
         conv.disparity_to_metres(msg)
+
+
+def test_serialize_reads_back_as_rclpy_writes():
+    """ssc_ros.serialized.serialize: the bytes rclpy reads back into the real types, the same
+    length as rclpy's own serialization (same layout), for strings of every length mod 4 before
+    8-byte fields, nested and fixed arrays, octets; arrays given as numpy."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from geometry_msgs.msg import Point
+    from sensor_msgs.msg import CameraInfo, PointField
+
+    from ssc_ros.serialized import serialize
+    messages = [CameraInfo(header=Header(frame_id='cam'), k=list(range(9)), d=[0.1, -0.2], width=3),
+                PointCloud2(header=Header(frame_id='velodyn'), data=b'12345', is_dense=True,
+                            fields=[PointField(name='x', offset=0, datatype=7, count=1)]),
+                DiagnosticArray(status=[DiagnosticStatus(level=b'\x01', name='n',
+                                                         values=[KeyValue(key='a', value='bc')])]),
+                OccupancyGrid(data=[1, -1, 100]), Image(encoding='8UC4', data=b'xyz')]
+    for n in range(4):
+        messages.append(MarkerArray(markers=[Marker(ns='a' * n, points=[Point(x=1.0, y=2.0, z=3.0)]),
+                                             Marker(ns='b' * (n + 1), text='hi', points=[Point(x=4.0)] * 3)]))
+    for msg in messages:
+        data = serialize(msg)
+        assert len(data) == len(serialize_message(msg)), type(msg)
+        assert deserialize_message(data, type(msg)) == roundtrip(msg), type(msg)
+    marker = Marker(header=Header(frame_id='xy'), ns='c')
+    centres = np.arange(12, dtype=np.float64).reshape(4, 3)
+    back = deserialize_message(serialize(marker, [(marker, 'points', centres)]), Marker)
+    assert [(p.x, p.y, p.z) for p in back.points] == [tuple(row) for row in centres.tolist()]

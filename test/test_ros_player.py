@@ -80,3 +80,34 @@ def test_player_missing_bag_is_one_line(tmp_path):
     assert out.returncode != 0
     assert out.stderr.strip() == (f'bag play: {tmp_path / "nothing"}: not a rosbag2 folder '
                                   '(no metadata.yaml) or ROS 1 .bag file')
+
+
+def test_player_lists_the_topics_it_does_not_play(tmp_path):
+    """A kitti2bag-style bag whose depth topic is none of the known names: the player says which
+    topics it leaves out, with their types, and how to map the depth."""
+    import numpy as np
+    from rosbags.rosbag2 import Writer
+
+    from ssc_core.presets import SMALL
+    from ssc_ros.bag import KITTI2BAG_TOPICS, TYPESTORE, _camera_info_msg, _header, _image_msg
+
+    bag = tmp_path / 'kitti2bag'
+    header = _header(10**9, 'camera')
+    messages = {KITTI2BAG_TOPICS['image']: _image_msg(np.zeros((96, 320, 3), np.uint8), 'rgb8', header),
+                KITTI2BAG_TOPICS['camera_info']: _camera_info_msg(
+                    np.hstack([np.array(SMALL.cam_K), np.zeros((3, 1))]), 96, 320, header),
+                '/kitti/camera_color_left/depth': _image_msg(np.ones((96, 320), np.float32), '32FC1', header)}
+    with Writer(bag, version=9) as writer:
+        for topic, msg in messages.items():
+            conn = writer.add_connection(topic, msg.__msgtype__, typestore=TYPESTORE)
+            writer.write(conn, 10**9, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+    out = subprocess.run(player_command(bag, '--wait-for-subscribers', '0'), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert ('not played: /kitti/camera_color_left/depth (sensor_msgs/msg/Image); to play one, give its role: '
+            '--topics depth=/kitti/camera_color_left/depth (ros2 launch: '
+            'bag_topics:=depth=/kitti/camera_color_left/depth;') in out.stderr, out.stderr
+    mapped = subprocess.run(player_command(bag, '--wait-for-subscribers', '0', '--topics',
+                                           'depth=/kitti/camera_color_left/depth'),
+                            capture_output=True, text=True, timeout=60)
+    assert 'not played' not in mapped.stderr and 'published 3 messages' in mapped.stderr, mapped.stderr

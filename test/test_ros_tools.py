@@ -191,3 +191,66 @@ def test_ros2_run(workspace, checkpoint, probe, tmp_path):
     bad = ros2(workspace, 'run', 'ssc_ros', 'ssc_node', '--ros-args', '-p', 'queue_size:=10.0', timeout=120)
     assert bad.returncode == 1, bad.stderr
     assert bad.stderr == 'ssc_node: parameter queue_size: expected integer, got double 10.0\n'
+
+
+def test_ros2_launch_show_args_lists_the_node_parameters(workspace):
+    """`ros2 launch ssc_ros ssc.launch.py --show-args` names every launch argument, the node
+    parameters among them with their descriptions from ssc_ros.parameters."""
+    from ssc_ros.parameters import LAUNCH_PARAMETERS
+    out = ros2(workspace, 'launch', 'ssc_ros', 'ssc.launch.py', '--show-args')
+    assert out.returncode == 0, out.stderr
+    for name in ('image', 'depth', 'disparity', 'camera_info', 'params_file', 'rviz', *LAUNCH_PARAMETERS):
+        assert f"'{name}':" in out.stdout, name
+    flat = ' '.join(out.stdout.split())
+    for name in LAUNCH_PARAMETERS:
+        assert ' '.join(PARAMETERS[name].description.split()) in flat, name
+
+
+def test_ros2_launch_node_parameters_and_refusals(workspace, checkpoint, tmp_path):
+    """Node parameters given on the launch line reach the node (image_transport, input_qos,
+    frame_id); a malformed frame id stops the node with one line and ends the launch, the bag
+    player with it (it would wait 30 s for the node, then play)."""
+    log = tmp_path / 'launch.log'
+    process = launch(workspace, log, f'checkpoint:={checkpoint}', 'image:=/cam/img', 'frame_id:=from_launch',
+                     'image_transport:=compressed', 'input_qos:=sensor_data')
+    try:
+        assert_eventually(lambda: 'ready:' in log.read_text(), 90, log)
+    finally:
+        text = ctrl_c(process, log)
+    assert 'frame from_launch, image /cam/img/compressed (sensor_data)' in text, text
+    seq, depth = write_kitti_sequence(tmp_path / 'seq', tmp_path / 'depth', 2, size=(320, 96))
+    bag = convert(seq, depth, tmp_path / 'bag', progress=False)
+    bad = tmp_path / 'bad.log'
+    process = launch(workspace, bad, f'checkpoint:={checkpoint}', 'frame_id:=/map', f'bag:={bag}')
+    try:
+        process.wait(timeout=90)
+    finally:
+        if process.poll() is None:
+            ctrl_c(process, bad)
+    text = bad.read_text()
+    assert '[ssc_bag-2]: process started' in text and 'published 0 messages' in text, text
+    assert ("ssc_node: parameter frame_id: expected a frame id (letters, digits, _ . / -, not starting "
+            "with / or .), got '/map'") in text, text
+    assert 'Traceback' not in text
+
+
+def test_ros2_launch_without_rviz2_starts_nothing(workspace, tmp_path):
+    """rviz:=true where rviz2 is not installed: the launch fails at once with one line and no
+    process was started (nothing is left running)."""
+    log = tmp_path / 'launch.log'
+    process = launch(workspace, log, 'rviz:=true', 'bag:=/nonexistent')
+    try:
+        assert process.wait(timeout=60) != 0
+    finally:
+        if process.poll() is None:
+            ctrl_c(process, log)
+    text = log.read_text()
+    assert "rviz:=true, but package 'rviz2' is not installed" in text, text
+    assert 'process started' not in text, text
+
+
+def assert_eventually(condition, timeout, log):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, Path(log).read_text()
+        time.sleep(0.2)

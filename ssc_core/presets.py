@@ -9,6 +9,7 @@ from .labels import KITTI_360_CLASS_FREQ, KITTI_360_CLASSES, SEMANTIC_KITTI_CLAS
 from .model import BACKBONES, PixelDecoderConfig, Symphonies
 
 ONNX_METADATA_KEY = 'ssc_ros.preset'  # an exported .onnx file carries its preset (JSON) under this key
+ONNX_SIZES_KEY = 'ssc_ros.selection_sizes'  # ... and its voxel selections' sizes (JSON)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """ONNX Runtime with TensorRT → CUDA → CPU execution providers, from a file made by
 ``python -m ssc_core.tools.export``."""
+import json
 import logging
 
 import numpy as np
 import torch
 
 from ..checkpoint import CheckpointError, preset_from_json
-from ..presets import ONNX_METADATA_KEY, Preset
+from ..model.decoder import SelectionSizes
+from ..presets import ONNX_METADATA_KEY, ONNX_SIZES_KEY, Preset
 from .torch_backend import to_numpy
 
 log = logging.getLogger('ssc_core.onnxruntime')
@@ -51,14 +53,41 @@ def read_preset(path) -> Preset:
 
 def input_shapes(preset: Preset) -> dict[str, list[int]]:
     """Shapes of an exported model's inputs (one frame, see ``Predictor.prepare``)."""
-    cfg = preset.model
-    height, width = cfg.image_shape
-    points = 1
-    for size in cfg.scene_shape:
-        points *= size // cfg.volume_scale
+    height, width = preset.model.image_shape
+    points = _projection_points(preset)
     return {'img': [1, 3, height, width], 'depth': [1, height, width], 'cam_K': [1, 3, 3],
             'cam_pose': [1, 4, 4], 'voxel_origin': [1, 3], 'projected_pix': [1, points, 2],
             'fov_mask': [1, points]}
+
+
+def read_sizes(metadata: dict[str, str], preset: Preset, path) -> SelectionSizes:
+    """The selection sizes an exported model was made for (its ``ONNX_SIZES_KEY`` metadata),
+    each a whole number from 0 to the decoder grid's voxels. Raises CheckpointError."""
+    raw = metadata.get(ONNX_SIZES_KEY)
+    if raw is None:
+        raise CheckpointError(f'{path}: no {ONNX_SIZES_KEY} metadata (a file exported by an older '
+                              'version, with data-dependent shapes); export it again with '
+                              'ssc_core.tools.export')
+    try:
+        sizes = json.loads(raw[:200])
+    except ValueError:
+        sizes = None
+    fields = SelectionSizes._fields
+    values = [sizes[f] for f in fields] if isinstance(sizes, dict) and sorted(sizes) == sorted(fields) else []
+    voxels = _projection_points(preset) // preset.model.downsample_z
+    if len(values) != len(fields) or not all(type(v) is int and 0 <= v <= voxels for v in values):
+        raise CheckpointError(f'{path}: {ONNX_SIZES_KEY} must be {{"visible": n, "proposals": n}} '
+                              f'with 0 <= n <= {voxels}, got {raw[:100]!r}')
+    return SelectionSizes(*values)
+
+
+def _projection_points(preset: Preset) -> int:
+    """Voxels of the grid the network's projection input covers."""
+    cfg = preset.model
+    points = 1
+    for size in cfg.scene_shape:
+        points *= size // cfg.volume_scale
+    return points
 
 
 def _external_tensor(model) -> str | None:
@@ -135,7 +164,7 @@ class OnnxRuntimeBackend:
                 raise RuntimeError(f'device {device}: onnxruntime could not start a GPU provider (CUDA or '
                                    'cuDNN missing?) and the CPU fallback is not allowed')
             log.warning('%s: no GPU provider usable, running on the CPU (fallback allowed)', path)
-        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.sizes = read_sizes(self.session.get_modelmeta().custom_metadata_map, self.preset, path)
         log.info('onnxruntime providers: %s', ', '.join(self.providers))
 
     def describe(self) -> str:
@@ -148,7 +177,16 @@ class OnnxRuntimeBackend:
             if list(feed[name].shape) != shape:
                 raise ValueError(f'{name}: the ONNX model {self.path} takes shape {shape}, got '
                                  f'{list(feed[name].shape)} (exported models take one frame at a time)')
-        names = ['labels', 'logits'] if want_logits else ['labels']
+        names = ['labels', 'selection_counts'] + (['logits'] if want_logits else [])
         out = self.session.run(names, {k: feed[k] for k in expected})
+        visible, proposals = (int(n) for n in out[1].max(0))
+        if visible > self.sizes.visible:
+            raise ValueError(f'camera: {visible} voxels of the decoder grid are in view, the ONNX model '
+                             f'{self.path} takes at most {self.sizes.visible} (export it with '
+                             f'--max-visible {visible} or more)')
+        if proposals > self.sizes.proposals:
+            raise ValueError(f'depth: {proposals} voxels hold a depth point, the ONNX model {self.path} '
+                             f'takes at most {self.sizes.proposals} (export it with --max-proposals '
+                             f'{proposals} or more)')
         labels = np.asarray(out[0], np.uint8)
-        return labels, (torch.from_numpy(out[1]) if want_logits else None)
+        return labels, (torch.from_numpy(out[2]) if want_logits else None)

@@ -73,7 +73,7 @@ def test_select_voxels_pads_with_other_voxels_and_keeps_the_first_on_overflow():
     padded = select_voxels(mask, 5)
     assert padded.index.tolist() == [[1, 3, 4, 0, 2], [0, 1, 2, 3, 4]]
     assert padded.valid.sum(1).tolist() == [3, 1]
-    assert select_voxels(mask, 99).index.shape == (2, 6)  # at most N
+    assert select_voxels(mask, 99).index.shape == select_voxels(mask, 99).valid.shape == (2, 6)  # <= N
     assert select_voxels(mask, 2).index.tolist() == [[1, 3], [0, 1]]
     empty = select_voxels(torch.zeros(1, 6, dtype=torch.bool), 2)
     assert empty.index.tolist() == [[0, 1]] and not empty.valid.any()
@@ -172,7 +172,9 @@ def test_cuda_graph_backend_bookkeeping_on_the_cpu(model, predictor):
         assert (labels == reference_labels).mean() >= 0.9999
     assert graphs.captures == 2 and len(graphs.graphs) == 2
     kept = logits.clone()
-    graphs.run(predictor.prepare(*[[x] for x in small_frame(1)]))  # replays the last graph
+    image, depth, K, pose = small_frame(1)
+    flipped = predictor.prepare([np.ascontiguousarray(image[:, ::-1])], [depth], [K], [pose])
+    assert not torch.equal(graphs.run(flipped)[1], kept)  # the last graph, replayed on new data
     assert graphs.captures == 2 and torch.equal(logits, kept)  # the caller's copy stays
     batch = runner.predict_batch(*[list(x) for x in zip(small_frame(1), other_pose(1), strict=True)])
     assert graphs.captures == 3 and len(graphs.graphs) == 2  # a batch is a shape of its own

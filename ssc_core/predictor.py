@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .backends import BACKENDS, NonFiniteOutput, TorchBackend
+from .backends import BACKENDS, CudaGraphBackend, NonFiniteOutput, TorchBackend
 from .backends.torch_backend import PRECISIONS
 from .checkpoint import CheckpointError, load_model
 from .frame_inputs import (
@@ -52,6 +52,34 @@ class CameraGeometry:
     view: ViewReport
 
 
+ALIGNMENT = 64  # bytes between the inputs in the buffer of :func:`batch_to_device`
+
+
+def batch_to_device(frames: list[dict[str, np.ndarray]], keys, device) -> dict[str, torch.Tensor]:
+    """Frames' arrays (same shape per key) → {key: (B, ...) tensor on ``device``}, stacked into one
+    host buffer (pinned for a GPU) and moved in one asynchronous copy: the tensors are views of
+    one device buffer."""
+    device = torch.device(device)
+    layout, size = [], 0  # (key, torch dtype, shape, first byte, bytes)
+    for key in keys:
+        first = np.asarray(frames[0][key])
+        shape = (len(frames), *first.shape)
+        size = -(-size // ALIGNMENT) * ALIGNMENT
+        nbytes = first.nbytes * len(frames)
+        layout.append((key, torch.from_numpy(first[:0].reshape(0)).dtype, shape, size, nbytes))
+        size += nbytes
+    host = torch.empty(size, dtype=torch.uint8, pin_memory=device.type == 'cuda')
+    for key, dtype, shape, offset, nbytes in layout:
+        stacked = host[offset:offset + nbytes].view(dtype).view(shape).numpy()
+        for i, frame in enumerate(frames):
+            if np.shape(frame[key]) != shape[1:]:
+                raise ValueError(f'{key}: frame {i} has shape {np.shape(frame[key])}, frame 0 {shape[1:]}')
+            stacked[i] = frame[key]
+    moved = host.to(device, non_blocking=True)
+    return {key: moved[offset:offset + nbytes].view(dtype).view(shape)
+            for key, dtype, shape, offset, nbytes in layout}
+
+
 class Predictor:
     """Runs Symphonies on camera frames, on a backend (PyTorch or ONNX Runtime).
 
@@ -81,12 +109,14 @@ class Predictor:
     def from_checkpoint(cls, path, preset: Preset | str | None = None, device='cpu',
                         precision: str = 'fp32', backend: str = 'torch',
                         allow_fallback: bool = False, fit: str = 'auto') -> 'Predictor':
-        """Build from a checkpoint (torch, torch_compile) or an exported ``.onnx`` file
-        (onnxruntime)."""
+        """Build from a checkpoint (torch, torch_compile, torch_cudagraph) or an exported
+        ``.onnx`` file (onnxruntime)."""
         if isinstance(preset, str):
             preset = get_preset(preset)
-        if backend in ('torch', 'torch_compile'):
+        if backend in ('torch', 'torch_compile', 'torch_cudagraph'):
             model, preset = load_model(path, preset, device)
+            if backend == 'torch_cudagraph':
+                return cls(CudaGraphBackend(model, device, precision), preset, fit=fit)
             return cls(TorchBackend(model, device, precision, compile=backend == 'torch_compile'), preset,
                        fit=fit)
         if backend == 'onnxruntime':
@@ -139,8 +169,7 @@ class Predictor:
         return frames, geometries
 
     def _batch(self, frames: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        return {k: torch.from_numpy(np.stack([f[k] for f in frames])).to(self.device)
-                for k in NETWORK_INPUTS}
+        return batch_to_device(frames, NETWORK_INPUTS, self.device)
 
     def logits(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Network inputs (see :meth:`prepare`) → logits (B, C, X, Y, Z) float32."""

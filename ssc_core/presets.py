@@ -17,6 +17,7 @@ from .model import BACKBONES, PixelDecoderConfig, Symphonies
 from .quoting import quote
 
 ONNX_METADATA_KEY = 'ssc_ros.preset'  # an exported .onnx file carries its preset (JSON) under this key
+ONNX_SIZES_KEY = 'ssc_ros.selection_sizes'  # ... and its voxel selections' sizes (JSON)
 
 
 @dataclass(frozen=True)

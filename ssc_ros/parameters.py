@@ -78,7 +78,8 @@ PARAMETERS = {
                        '"builtin" = the built-in small model', launch=True),
     'preset': Spec('', 'preset of the weights (empty: from the checkpoint)', launch=True),
     'backend': Spec('torch', 'inference backend; torch_compile compiles on the first frame (minutes on '
-                    'a CPU); onnxruntime takes an .onnx file from ssc_core.tools.export as checkpoint',
+                    'a CPU); torch_cudagraph replays the forward as a CUDA graph (device cuda); '
+                    'onnxruntime takes an .onnx file from ssc_core.tools.export as checkpoint',
                     choices=BACKENDS, launch=True),
     'device': Spec('cpu', 'cpu, cuda or cuda:N (onnxruntime: TensorRT, then CUDA)', launch=True),
     'allow_cpu_fallback': Spec(False, 'onnxruntime: run on the CPU when no GPU provider is usable '

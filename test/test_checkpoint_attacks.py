@@ -581,18 +581,23 @@ def contract_onnx(path: Path, change=None, preset_json: str | None = None) -> Pa
     from onnx import TensorProto, helper
 
     from ssc_core.backends.onnx_model import input_shapes, output_shapes
+    from ssc_core.presets import ONNX_SIZES_KEY
     types = {'projected_pix': TensorProto.INT64, 'fov_mask': TensorProto.BOOL}
     inputs = [helper.make_tensor_value_info(name, types.get(name, TensorProto.FLOAT), shape)
               for name, shape in input_shapes(SMALL).items()]
     shapes = output_shapes(SMALL)
     outputs = [helper.make_tensor_value_info('labels', TensorProto.UINT8, shapes['labels']),
-               helper.make_tensor_value_info('logits', TensorProto.FLOAT, shapes['logits'])]
+               helper.make_tensor_value_info('logits', TensorProto.FLOAT, shapes['logits']),
+               helper.make_tensor_value_info('selection_counts', TensorProto.INT64,
+                                             shapes['selection_counts'])]
     init = [helper.make_tensor('rank5', TensorProto.INT64, [5], [1, 1, 1, 1, 1]),
-            helper.make_tensor('logits_shape', TensorProto.INT64, [5], shapes['logits'])]
+            helper.make_tensor('logits_shape', TensorProto.INT64, [5], shapes['logits']),
+            helper.make_tensor('no_counts', TensorProto.INT64, [1, 2], [0, 0])]
     nodes = [helper.make_node('ReduceSum', ['img'], ['total'], keepdims=1),
              helper.make_node('Reshape', ['total', 'rank5'], ['total5']),
              helper.make_node('Expand', ['total5', 'logits_shape'], ['logits']),
              helper.make_node('ArgMax', ['logits'], ['best'], axis=1, keepdims=0),
+             helper.make_node('Cast', ['no_counts'], ['selection_counts'], to=TensorProto.INT64),
              helper.make_node('Cast', ['best'], ['labels'], to=TensorProto.UINT8)]
     graph = helper.make_graph(nodes, 'contract', inputs, outputs, initializer=init)
     if change is not None:
@@ -600,6 +605,8 @@ def contract_onnx(path: Path, change=None, preset_json: str | None = None) -> Pa
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 20)])
     entry = model.metadata_props.add()
     entry.key, entry.value = 'ssc_ros.preset', preset_json or json.dumps(SMALL.to_dict())
+    entry = model.metadata_props.add()
+    entry.key, entry.value = ONNX_SIZES_KEY, json.dumps({'visible': 64, 'proposals': 64})
     onnx.save_model(model, str(path))
     return path
 
@@ -715,8 +722,8 @@ def _custom_domain(graph, helper, TensorProto):
     graph.node.append(helper.make_node('Run', ['img'], ['unused'], domain='com.evil'))
 
 
-_onnx_attack('outputs_missing', 8, r"the model gives outputs \['labels'\], an export gives "
-             r"\['labels', 'logits'\]", _drop_logits)
+_onnx_attack('outputs_missing', 8, r"the model gives outputs \['labels', 'selection_counts'\], an export "
+             r"gives \['labels', 'logits', 'selection_counts'\]", _drop_logits)
 _onnx_attack('if_labels_2x2x2', 8, r"operators an export never holds: 'If'", _labels_shape)
 _onnx_attack('loop_2_62', 8, r"operators an export never holds: 'Loop'", _loop)
 _onnx_attack('constant_of_shape_3gb', 8, r"tensor 'huge' \(ConstantOfShape\) has shape "
@@ -1170,11 +1177,13 @@ def test_onnxruntime_gives_no_labels_from_non_finite_logits(tmp_path):
         predictor.predict(*onnx_frame())
 
 
-def test_onnxruntime_checks_each_output_shape(tmp_path):
+def test_onnxruntime_checks_each_output_shape(tmp_path, monkeypatch):
     """Labels whose size depends on the input (cut to the count of voxels in view), declared
-    as the preset's: refused at run time, not returned."""
+    as the preset's: refused when the file is read (NonZero is no exported operator since the
+    export is static), and, were it admitted, refused at run time, not returned."""
     import numpy as np
 
+    from ssc_core.backends import onnx_model
     from ssc_core.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     def cut(graph, helper, TensorProto):
@@ -1188,7 +1197,12 @@ def test_onnxruntime_checks_each_output_shape(tmp_path):
             helper.make_node('Shape', ['in_view'], ['in_view_shape']),
             helper.make_node('Slice', ['in_view_shape', 'one', 'two'], ['count']),
             helper.make_node('Slice', ['all_labels', 'zero', 'count', 'last'], ['labels'])])
-    backend = OnnxRuntimeBackend(contract_onnx(tmp_path / 'cut.onnx', cut))
+    path = contract_onnx(tmp_path / 'cut.onnx', cut)
+    with pytest.raises(CheckpointError, match="operators an export never holds: 'NonZero'"):
+        OnnxRuntimeBackend(path)
+    monkeypatch.setattr(onnx_model, 'EXPORTED_OPS', onnx_model.EXPORTED_OPS | {'NonZero'})
+    monkeypatch.setattr(onnx_model, 'DATA_DEPENDENT_OPS', frozenset({'NonZero'}))
+    backend = OnnxRuntimeBackend(path)   # the run-time check is the last line
     points = backend.session.get_inputs()[-1].shape[1]
     inputs = {i.name: np.zeros(i.shape, {'tensor(int64)': np.int64, 'tensor(bool)': np.bool_}.get(
         i.type, np.float32)) for i in backend.session.get_inputs()}

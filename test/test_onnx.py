@@ -1,4 +1,5 @@
 """ONNX export and the ONNX Runtime backend (small config; real onnxruntime)."""
+import re
 import subprocess
 import sys
 import time
@@ -10,9 +11,9 @@ import torch
 from ssc_core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from ssc_core.checkpoint import CheckpointError, save_checkpoint
 from ssc_core.export import compare
-from ssc_core.model.chunks import EXPORTED_SLICES
-from ssc_core.model.deform_attn import MultiScaleDeformableAttention
+from ssc_core.model.decoder import SelectionSizes
 from ssc_core.predictor import Predictor
+from ssc_core.presets import ONNX_SIZES_KEY
 
 from small_model import SMALL_PRESET, small_frame
 
@@ -60,22 +61,24 @@ def test_onnxruntime_matches_pytorch(exported):
     np.testing.assert_array_equal(two[0].labels, two[1].labels)
 
 
-def test_exported_graph_slices_the_visible_voxels(exported):
-    """The data-dependent voxel sets (depth proposals, field of view) are attended in
-    ``EXPORTED_SLICES`` slices of a size the graph computes, for any count, empty included."""
+def test_exported_graph_has_static_shapes(exported):
+    """No NonZero and no dimension left open: every selection has its fixed size (the tool's
+    defaults: all 1,024 voxels of the small decoder grid in view, 256 proposals), for any
+    count in view (padding rows computed and dropped), none included."""
     import onnx
     path, torch_predictor = exported
-    sliced = ('decoder.voxel_proposal.', 'scene_self_deform_attn.')  # attend data-dependent sets
-    expected = sum(m.num_levels * (EXPORTED_SLICES if any(p in name for p in sliced) else 1)
-                   for name, m in torch_predictor.backend.model.named_modules()
-                   if isinstance(m, MultiScaleDeformableAttention))
-    sampled = [n for n in onnx.load(str(path)).graph.node if n.op_type == 'GridSample']
-    assert len(sampled) == expected > 40
+    graph = onnx.load(str(path)).graph
+    assert 'NonZero' not in {n.op_type for n in graph.node}
+    values = [*graph.input, *graph.value_info, *graph.output]
+    assert len(values) > 1000
+    for value in values:
+        assert all(d.HasField('dim_value') for d in value.type.tensor_type.shape.dim), value.name
     runtime = Predictor.from_checkpoint(path, backend='onnxruntime')
+    assert runtime.backend.sizes == SelectionSizes(visible=1024, proposals=256)
     image, depth, K, pose = small_frame(5)
     inputs = torch_predictor.prepare([image], [depth], [K], [pose])
     visible = inputs['fov_mask'][0].nonzero()[:, 0]
-    for count in (0, 1, 7, 13, EXPORTED_SLICES * 3):
+    for count in (0, 1, 7, 13, 300):
         fov = torch.zeros_like(inputs['fov_mask'])
         fov[0, visible[:count]] = True
         case = {**inputs, 'fov_mask': fov}
@@ -84,10 +87,46 @@ def test_exported_graph_slices_the_visible_voxels(exported):
         assert result['max_abs_logit_diff'] < 1e-4, (count, result)
 
 
+def test_onnxruntime_refuses_frames_beyond_the_sizes(exported, tmp_path):
+    """A frame with more proposals than the file takes (or a camera seeing more voxels) is
+    refused with the count and the export option, not answered with voxels left out."""
+    import onnx
+    path, torch_predictor = exported
+    runtime = OnnxRuntimeBackend(path)
+    image, depth, K, pose = small_frame(1)
+    spread = np.random.default_rng(0).uniform(1, 60, depth.shape).astype(np.float32)
+    inputs = torch_predictor.prepare([image], [spread], [K], [pose])
+    assert torch_predictor.backend.model.selection_counts(**inputs)[0, 1] == 349
+    with pytest.raises(ValueError, match=r'^depth: 349 voxels hold a depth point, the ONNX model .* takes '
+                       r'at most 256 \(export it with --max-proposals 349 or more\)$'):
+        runtime.run(inputs)
+    model = onnx.load(str(path))
+    sizes = next(p for p in model.metadata_props if p.key == ONNX_SIZES_KEY)
+    for value, message in (('{"visible": 100, "proposals": 256}', None),
+                           ('{"visible": 1025, "proposals": 256}', 'with 0 <= n <= 1024, got'),
+                           ('{"visible": 5}', 'must be {"visible": n, "proposals": n}'),
+                           ('[1, 2', 'must be'), (None, 'no ssc_ros.selection_sizes metadata')):
+        if value is None:
+            model.metadata_props.remove(sizes)
+        else:
+            sizes.value = value
+        changed = tmp_path / 'changed.onnx'
+        onnx.save_model(model, str(changed))
+        if message is not None:
+            with pytest.raises(CheckpointError, match=re.escape(message)):
+                OnnxRuntimeBackend(changed)
+            continue
+        with pytest.raises(ValueError, match=r'^camera: 324 voxels of the decoder grid are in view, the '
+                           r'ONNX model .* takes at most 100 \(export it with --max-visible 324 or more\)$'):
+            OnnxRuntimeBackend(changed).run(torch_predictor.prepare([image], [depth], [K], [pose]))
+
+
 def test_export_tool_verifies_before_success(export_run):
     _, out, folder = export_run
     assert out.returncode == 0, out.stderr[-2000:]
     assert 'ONNX checker passed' in out.stdout
+    assert ('selections: at most 1024 voxels in view and 256 holding a depth point, of 1024 (the '
+            'sample frame: 324 and 117)') in out.stdout
     agreement = float(out.stdout.split('argmax agreement ')[1].split('%')[0])
     assert agreement >= 99.99  # float-noise ties aside, the same labels
     assert (folder / 'small.onnx').is_file() and not list(folder.glob('.small.onnx*'))
@@ -95,8 +134,8 @@ def test_export_tool_verifies_before_success(export_run):
 
 def test_export_holds_only_the_operators_the_loader_admits(exported):
     """The loader's allow-list (``onnx_model.EXPORTED_OPS``) holds every operator the exporter
-    writes, and each data-dependent one it admits is still written (when the export no longer
-    writes NonZero, DATA_DEPENDENT_OPS drops it and every shape must be static)."""
+    writes, and each data-dependent one it admits is still written (none: the export is static,
+    so every shape must be)."""
     import onnx
 
     from ssc_core.backends.onnx_model import DATA_DEPENDENT_OPS, EXPORTED_OPS

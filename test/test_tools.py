@@ -1,4 +1,5 @@
 """Command-line tools, run as a user runs them."""
+import json
 
 import numpy as np
 import torch
@@ -7,7 +8,7 @@ from PIL import Image
 
 from ssc_core.checkpoint import load_model
 from ssc_core.predictor import Predictor
-from ssc_core.tools.bench import format_table, measure
+from ssc_core.tools.bench import format_table, measure, plan
 
 from small_model import SMALL_PRESET, small_frame
 
@@ -65,8 +66,22 @@ def test_benchmark_figures_on_small_model():
     assert 'authors\' implementation' in format_table('semantic_kitti', [row], {'cpu': 'test cpu'})
 
 
-def test_benchmark_tool_rows_against_the_authors_layers():
-    out = run_tool('bench', '--preset', 'small', '--device', 'cpu', '--runs', '2')
+def test_benchmark_plans_the_gpu_rows():
+    rows = plan(['cuda'], ['fp16'], 'model.onnx', ['default', 'reduce-overhead'])
+    assert [(r.label, r.device, r.precision) for r in rows] == [
+        ("torch (authors' layers)", 'cuda', 'fp32'), ('torch', 'cuda', 'fp16'),
+        ('torch_cudagraph', 'cuda', 'fp16'), ('torch_compile', 'cuda', 'fp16'),
+        ('torch_compile (reduce-overhead)', 'cuda', 'fp16'), ('onnxruntime', 'cuda', 'fp32'),
+        ('onnxruntime', 'cuda', 'fp16')]
+    assert [r.label for r in plan(['cpu'], None, None)] == ["torch (authors' layers)", 'torch']
+
+
+def test_benchmark_tool_rows_against_the_authors_layers(tmp_path):
+    out = run_tool('bench', '--preset', 'small', '--device', 'cpu', '--runs', '2',
+                   '--json', str(tmp_path / 'rows.json'))
+    saved = json.loads((tmp_path / 'rows.json').read_text())
+    assert [r['label'] for r in saved['rows']] == ["torch (authors' layers)", 'torch']
+    assert saved['rows'][1]['agreement'] >= 0.9999 and saved['preset'] == 'small'
     lines = out.stdout.splitlines()
     base = next(line for line in lines if line.startswith("torch (authors' layers)"))
     fast = next(line for line in lines if line.startswith('torch ') and 'authors' not in line)

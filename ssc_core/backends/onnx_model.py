@@ -15,20 +15,22 @@ from ..presets import ONNX_METADATA_KEY, Preset
 from ..quoting import quote
 
 EXPORTED_OPS = frozenset({
-    'Add', 'And', 'ArgMax', 'AveragePool', 'Cast', 'Clip', 'Concat', 'ConstantOfShape', 'Conv',
+    'Add', 'And', 'ArgMax', 'AveragePool', 'Cast', 'Clip', 'Concat', 'ConstantOfShape', 'Conv', 'CumSum',
     'Cos', 'Div', 'Expand', 'Gather', 'GatherElements', 'GatherND', 'Gelu', 'Gemm', 'Greater',
     'GreaterOrEqual', 'GridSample', 'InstanceNormalization', 'IsInf', 'IsNaN',
-    'LayerNormalization', 'Less', 'MatMul', 'MaxPool', 'Mul', 'Neg', 'NonZero', 'Not', 'Pad',
-    'ReduceMax', 'ReduceMean', 'ReduceMin', 'ReduceSum', 'Relu', 'Reshape', 'ScatterND', 'Shape',
-    'Sin', 'Slice', 'Softmax', 'Split', 'Squeeze', 'Sub', 'Transpose', 'Unsqueeze', 'Where'})
+    'LayerNormalization', 'Less', 'MatMul', 'MaxPool', 'Mul', 'Neg', 'Not', 'Pad',
+    'ReduceMax', 'ReduceMean', 'ReduceMin', 'ReduceSum', 'Relu', 'Reshape', 'ScatterElements',
+    'ScatterND', 'Shape', 'Sin', 'Slice', 'Softmax', 'Split', 'Squeeze', 'Sub', 'Transpose',
+    'Unsqueeze', 'Where'})
 """Operator types (default ONNX domain) the export tool writes; a file with any other is refused.
 ``test_onnx`` exports the small network and checks that this list holds all its operators:
 change it together with the exporter."""
 
-DATA_DEPENDENT_OPS = frozenset({'NonZero'})
-"""Of :data:`EXPORTED_OPS`, those whose output shape depends on input values (the voxel sets in
-view and with depth). Tensors downstream of them may have shapes shape inference cannot know;
-every other tensor's shape must be known and at most :data:`MAX_TENSOR_RATIO` x the logits'."""
+DATA_DEPENDENT_OPS = frozenset()
+"""Of :data:`EXPORTED_OPS`, those whose output shape depends on input values: none (the voxel
+sets in view and with depth are taken at sizes fixed at export). Tensors downstream of such an
+operator may have shapes shape inference cannot know; every other tensor's shape must be known
+and at most :data:`MAX_TENSOR_RATIO` x the logits'."""
 
 MAX_TENSOR_RATIO = 16
 """The most elements any tensor of the graph may have, in units of the logits' elements (the
@@ -39,7 +41,7 @@ INPUT_TYPES = {'img': np.float32, 'depth': np.float32, 'cam_K': np.float32,
                'fov_mask': np.bool_}
 """Element types of the inputs, as :func:`~ssc_core.frame_inputs.frame_inputs` makes them."""
 
-OUTPUT_NAMES = ('labels', 'logits')
+OUTPUT_NAMES = ('labels', 'logits', 'selection_counts')
 
 
 def input_shapes(preset: Preset) -> dict[str, list[int]]:
@@ -55,12 +57,13 @@ def input_shapes(preset: Preset) -> dict[str, list[int]]:
 
 
 def output_shapes(preset: Preset) -> dict[str, tuple[int, ...]]:
-    """Shapes of an exported model's outputs: labels (1, X, Y, Z), logits (1, C, X, Y, Z)."""
+    """Shapes of an exported model's outputs: labels (1, X, Y, Z), logits (1, C, X, Y, Z) and
+    selection_counts (1, 2) (the frame's voxels in view and with depth)."""
     grid = tuple(preset.model.scene_shape)
-    return {'labels': (1, *grid), 'logits': (1, preset.model.num_classes, *grid)}
+    return {'labels': (1, *grid), 'logits': (1, preset.model.num_classes, *grid), 'selection_counts': (1, 2)}
 
 
-OUTPUT_TYPES = {'labels': np.uint8, 'logits': np.float32}
+OUTPUT_TYPES = {'labels': np.uint8, 'logits': np.float32, 'selection_counts': np.int64}
 
 
 def read_preset(path) -> Preset:

@@ -4,6 +4,7 @@
 ONNX Runtime's own telemetry is off: ``ssc_core`` sets ``ORT_DISABLE_TELEMETRY=1`` before
 onnxruntime is imported (see ``ssc_core/__init__.py``).
 """
+import json
 import logging
 
 import numpy as np
@@ -11,13 +12,36 @@ import torch
 
 from .. import ORT_IMPORTED_FIRST, ORT_TELEMETRY_VARIABLE
 from ..checkpoint import CheckpointError
+from ..model.decoder import SelectionSizes
+from ..presets import ONNX_SIZES_KEY, Preset
 from .base import check_finite
-from .onnx_model import OUTPUT_TYPES, output_shapes, read_preset
+from .onnx_model import OUTPUT_TYPES, input_shapes, output_shapes, read_preset
 from .torch_backend import to_numpy
 
 log = logging.getLogger('ssc_core.onnxruntime')
 GPU_PROVIDERS = ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
 CPU_PROVIDER = 'CPUExecutionProvider'
+
+
+def read_sizes(metadata: dict[str, str], preset: Preset, path) -> SelectionSizes:
+    """The selection sizes an exported model was made for (its ``ONNX_SIZES_KEY`` metadata),
+    each a whole number from 0 to the decoder grid's voxels. Raises CheckpointError."""
+    raw = metadata.get(ONNX_SIZES_KEY)
+    if raw is None:
+        raise CheckpointError(f'{path}: no {ONNX_SIZES_KEY} metadata (a file exported by an older '
+                              'version, with data-dependent shapes); export it again with '
+                              'ssc_core.tools.export')
+    try:
+        sizes = json.loads(raw[:200])
+    except ValueError:
+        sizes = None
+    fields = SelectionSizes._fields
+    values = [sizes[f] for f in fields] if isinstance(sizes, dict) and sorted(sizes) == sorted(fields) else []
+    voxels = input_shapes(preset)['fov_mask'][1] // preset.model.downsample_z
+    if len(values) != len(fields) or not all(type(v) is int and 0 <= v <= voxels for v in values):
+        raise CheckpointError(f'{path}: {ONNX_SIZES_KEY} must be {{"visible": n, "proposals": n}} '
+                              f'with 0 <= n <= {voxels}, got {raw[:100]!r}')
+    return SelectionSizes(*values)
 
 
 class OnnxRuntimeBackend:
@@ -74,6 +98,7 @@ class OnnxRuntimeBackend:
             log.warning('%s: no GPU provider usable, running on the CPU (fallback allowed)', path)
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.output_shapes = output_shapes(self.preset)
+        self.sizes = read_sizes(self.session.get_modelmeta().custom_metadata_map, self.preset, path)
         log.info('onnxruntime providers: %s', ', '.join(self.providers))
         if ORT_IMPORTED_FIRST:
             log.warning('onnxruntime was imported before ssc_core without %s=1: its telemetry to '
@@ -89,7 +114,7 @@ class OnnxRuntimeBackend:
             if list(feed[name].shape) != shape:
                 raise ValueError(f'{name}: the ONNX model {self.path} takes shape {shape}, got '
                                  f'{list(feed[name].shape)} (exported models take one frame at a time)')
-        names = ['labels', 'logits']   # logits also when not wanted: checked to be finite
+        names = ['labels', 'logits', 'selection_counts']   # logits also when not wanted: checked to be finite
         out = self.session.run(names, {k: feed[k] for k in expected})
         for name, value in zip(names, out, strict=True):
             if value.shape != self.output_shapes[name] or value.dtype != OUTPUT_TYPES[name]:
@@ -97,6 +122,15 @@ class OnnxRuntimeBackend:
                                    f'{list(value.shape)}, its preset needs '
                                    f'{np.dtype(OUTPUT_TYPES[name]).name} '
                                    f'{list(self.output_shapes[name])}')
+        visible, proposals = (int(n) for n in out[2].max(0))
+        if visible > self.sizes.visible:
+            raise ValueError(f'camera: {visible} voxels of the decoder grid are in view, the ONNX model '
+                             f'{self.path} takes at most {self.sizes.visible} (export it with '
+                             f'--max-visible {visible} or more)')
+        if proposals > self.sizes.proposals:
+            raise ValueError(f'depth: {proposals} voxels hold a depth point, the ONNX model {self.path} '
+                             f'takes at most {self.sizes.proposals} (export it with --max-proposals '
+                             f'{proposals} or more)')
         logits = torch.from_numpy(out[1])
         check_finite(logits)
         return out[0], (logits if want_logits else None)

@@ -9,9 +9,11 @@ from ..model import Symphonies
 from ..model.decoder import head_form
 from .base import check_finite
 from .host_memory import keep_freed_memory
+from .static_shapes import fixed_sizes
 
 log = logging.getLogger('ssc_core.torch')
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 
 
 class TorchBackend:
@@ -27,18 +29,24 @@ class TorchBackend:
             authors' layers. False runs the layers exactly as the authors wrote them (the
             benchmark's baseline).
         compile: ``torch.compile`` the network with weights frozen as constants (Inductor
-            folds and pre-packs them), compiled on the first frame: minutes on a CPU, less
-            once Inductor's on-disk cache has it. Where compiling fails (no C++ compiler, say)
-            the backend says why in a warning and runs eager.
+            folds and pre-packs them) as one graph of fixed shapes
+            (:mod:`.static_shapes`), compiled on the first frame: minutes on a CPU, less
+            once Inductor's on-disk cache has it; a second proposal size compiles once more,
+            with that size symbolic. Where compiling fails (no C++ compiler, say) the backend
+            says why in a warning and runs eager.
+        compile_mode: one of :data:`COMPILE_MODES`, ``torch.compile``'s modes (on a GPU,
+            ``reduce-overhead`` replays CUDA graphs, ``max-autotune`` tunes kernels for minutes).
     """
 
     name = 'torch'
     max_batch = None
 
     def __init__(self, model: Symphonies, device='cpu', precision: str = 'fp32', optimize: bool = True,
-                 compile: bool = False):
+                 compile: bool = False, compile_mode: str = 'default'):
         if precision not in PRECISIONS:
             raise ValueError(f'precision: expected one of {list(PRECISIONS)}, got {precision!r}')
+        if compile_mode not in COMPILE_MODES:
+            raise ValueError(f'compile_mode: expected one of {list(COMPILE_MODES)}, got {compile_mode!r}')
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self.precision = precision
@@ -47,17 +55,26 @@ class TorchBackend:
         if self.subpixel_head:
             keep_freed_memory()
         self.compiled = compile
-        self._forward = (torch.compile(self.model, options={'freezing': True}) if compile
-                         else self.model)
+        self.compile_mode = compile_mode
+        self._forward = self.model
+        if compile:
+            from torch._inductor import list_mode_options
+            options = {**list_mode_options(compile_mode), 'freezing': True}
+            self._forward = torch.compile(self.model, options=options)
 
     def describe(self) -> str:
-        mode = 'compiled' if self.compiled else 'eager' if self.optimize else "eager, authors' layers"
+        if self.compiled:
+            mode = 'compiled' + ('' if self.compile_mode == 'default' else f' {self.compile_mode}')
+        else:
+            mode = 'eager' if self.optimize else "eager, authors' layers"
         return f'torch on {self.device} ({self.precision}, {mode})'
 
     @torch.no_grad()
     def run(self, inputs: dict[str, torch.Tensor], want_logits: bool = True):
         dtype = PRECISIONS[self.precision]
-        with (torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+        # no cache of cast weights: a CUDA graph may not hold one (a forward casts each once)
+        with (torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None,
+                             cache_enabled=False),
               head_form(self.model.decoder.cls_head, self.subpixel_head)):
             logits = self._network(inputs)[-1].float()
         check_finite(logits)
@@ -65,8 +82,10 @@ class TorchBackend:
         return labels.cpu().numpy(), (logits if want_logits else None)
 
     def _network(self, inputs):
-        try:
+        if not self.compiled:
             return self._forward(**inputs)
+        try:
+            return self._forward(**inputs, sizes=fixed_sizes(self.model, inputs))
         except BackendCompilerFailed as e:  # only a compiled forward raises it
             log.warning('torch.compile failed, running eager instead: %s', str(e).strip().splitlines()[0])
             self._forward, self.compiled = self.model, False

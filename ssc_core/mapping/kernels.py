@@ -16,12 +16,12 @@ def frame_codes(codes: torch.Tensor, base: torch.Tensor, steps: torch.Tensor,
         base: (B, 3) float32, the first voxel centre of each block in padded frame voxel units
             (plus the tie-breaking offset); steps: (V, 3) float32, the offsets of a block's voxels.
     Returns:
-        index (B, V) int64 into ``codes`` (the border where a centre falls outside the frame), the
+        index (B, V) int32 into ``codes`` (the border where a centre falls outside the frame), the
         codes there (B, V) uint8, and whether a block sees any class (B,) bool.
     """
     index = None
     for axis, n in enumerate(padded_shape):  # floor by truncation of values clamped to [0, n - 1]
-        coord = (base[:, axis, None] + steps[None, :, axis]).clamp(0, n - 1).long()
+        coord = (base[:, axis, None] + steps[None, :, axis]).clamp(0, n - 1).int()
         index = coord if index is None else index * n + coord
     code = codes[index]
     return index, code, (code != UNKNOWN).any(1)
@@ -75,13 +75,13 @@ def map_rows(start: torch.Tensor, axes: list[torch.Tensor], table: torch.Tensor,
     block = inner = None
     for axis in range(3):  # ceil(x) - 1: the lower voxel on a boundary
         value = (start[axis] + axes[0][:, None, None, axis] + axes[1][None, :, None, axis]
-                 + axes[2][None, None, :, axis]).ceil().long().reshape(-1) - 1
+                 + axes[2][None, None, :, axis]).ceil().int().reshape(-1) - 1
         b, i = value >> shift, value & (block_size - 1)
         block = b if block is None else block * extent[axis] + b
         inner = i if inner is None else inner * block_size + i
     slots = table[block]
     found = slots >= 0
-    return slots.clamp_min(0) * block_size ** 3 + inner, found
+    return slots.clamp_min(0) * block_size ** 3 + inner.long(), found
 
 
 class Kernels:

@@ -1,8 +1,13 @@
 """The Symphonies decoder: voxel proposal, Symphonies layers, ASPP and the class head.
 
 The scene lives as a (B, N, C) sequence over the N = X*Y*Z voxels of the decoder grid,
-flattened C-order over (x, y, z). Per-sample voxel subsets (field of view, depth proposals)
-are gathered into padded (B, M, C) blocks, so a batch gives each sample its single-sample result.
+flattened C-order over (x, y, z). The two voxel subsets the attention updates — the field of
+view (a function of the calibration) and the depth proposals (of the frame) — are taken as
+fixed-size selections (:func:`select_voxels`): an index of S rows per sample, the subset first,
+padded with other rows that are computed and left unchanged. S is either each batch's largest
+count, read from the data (eager), or given (:class:`SelectionSizes`): then no shape depends
+on the data, so ``torch.compile(fullgraph=True)``, CUDA graphs and exported graphs take the
+whole forward. Either way a batch gives each sample its single-sample result.
 """
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -17,20 +22,42 @@ from .subpixel_head import class_head, phase_convolutions, supports
 from .transformer import DeformableTransformerLayer, TransformerLayer
 
 
-def masked_indices(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """mask (B, N) bool → indices (B, M) of the True entries in increasing order (padded with
-    other indices) and valid (B, M) bool, with M the largest count in the batch; valid is None
-    when nothing is padded (B == 1)."""
-    if mask.shape[0] == 1:  # no padding; a shape exporters can follow
-        index = mask[0].nonzero()[:, 0].unsqueeze(0)
-        if torch.compiler.is_exporting():  # a size hint tracing needs; the graph runs empty too
-            torch._check(index.shape[1] > 0)
-        return index, None
+class SelectionSizes(NamedTuple):
+    """Rows of the decoder's two voxel selections: at least each sample's count (see
+    :meth:`SymphoniesDecoder.selection_counts`); rows beyond a size would be left out."""
+    visible: int    # voxels in the field of view
+    proposals: int  # voxels holding a depth point
+
+
+class VoxelSelection(NamedTuple):
+    """S rows per sample: the selected voxels in increasing order, then other voxels."""
+    index: torch.Tensor          # (B, S) distinct voxel indices
+    valid: torch.Tensor | None   # (B, S) bool, True for the selected; None when all are
+
+
+def stable_partition(mask: torch.Tensor) -> torch.Tensor:
+    """mask (B, N) bool → (B, N) int64 permutation: each row's True indices in increasing
+    order, then its False ones (a stable argsort of ``~mask``), by cumulative sums and one
+    scatter: no sort, no data-dependent shape."""
+    taken = mask.long().cumsum(1)
+    position = torch.arange(mask.shape[1], device=mask.device).expand_as(taken)
+    target = torch.where(mask, taken - 1, taken[:, -1:] + position - taken)
+    return torch.zeros_like(target).scatter(1, target, position)
+
+
+def select_voxels(mask: torch.Tensor, size: int | None = None) -> VoxelSelection:
+    """The True entries of mask (B, N) as S = ``size`` rows per sample; None: the largest count
+    of the batch, read from the data (a host sync, eager only); at most N. A sample with more
+    than S entries keeps its first S."""
+    order = stable_partition(mask)
     counts = mask.sum(1)
-    num = int(counts.max()) if mask.shape[0] else 0
-    order = torch.argsort((~mask).to(torch.uint8), dim=1, stable=True)[:, :num]
-    valid = torch.arange(num, device=mask.device)[None] < counts[:, None]
-    return order, valid
+    if size is None:
+        size = int(counts.max()) if mask.shape[0] else 0
+        if mask.shape[0] == 1:
+            return VoxelSelection(order[:, :size], None)
+    size = min(size, mask.shape[1])
+    valid = torch.arange(size, device=mask.device) < counts[:, None]
+    return VoxelSelection(order[:, :size], valid)
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -40,14 +67,15 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
 
 
-def scatter_rows(x: torch.Tensor, index: torch.Tensor, valid: torch.Tensor | None,
-                 rows: torch.Tensor) -> torch.Tensor:
-    """Write rows (B, M, C) into x (B, N, C) at index (B, M) where valid (None: everywhere);
-    returns a new tensor."""
-    if valid is None and x.shape[0] == 1:
+def scatter_rows(x: torch.Tensor, selection: VoxelSelection, rows: torch.Tensor,
+                 gathered: torch.Tensor | None) -> torch.Tensor:
+    """x (B, N, C) with rows (B, S, C) written at the selected voxels → a new tensor; padding
+    rows write back ``gathered`` (x's rows at ``selection.index``; None when nothing is padded)."""
+    index = selection.index
+    if selection.valid is not None:
+        rows = torch.where(selection.valid[..., None], rows, gathered)
+    if x.shape[0] == 1:
         return x[0].index_copy(0, index[0], rows[0]).unsqueeze(0)
-    if valid is not None:
-        rows = torch.where(valid[..., None], rows, gather_rows(x, index))
     return x.scatter(1, index[..., None].expand(-1, -1, x.shape[-1]), rows)
 
 
@@ -143,22 +171,22 @@ class VoxelProposalLayer(nn.Module):
         super().__init__()
         self.attn = DeformableTransformerLayer(embed_dims, num_heads, num_levels, num_points)
 
-    def forward(self, scene_embed, feats_flat, feat_shapes, scene_pos, proposal_mask, ref_pix):
-        """scene_embed, scene_pos (B, N, C); feats_flat (B, Nf, C); proposal_mask (B, N) bool;
-        ref_pix (B, N, 2) normalized (x, y) → (B, N, C)."""
-        index, valid = masked_indices(proposal_mask)
+    def forward(self, scene_embed, feats_flat, feat_shapes, scene_pos, proposals: VoxelSelection,
+                ref_pix):
+        """scene_embed, scene_pos (B, N, C); feats_flat (B, Nf, C); proposals: the voxels to
+        update; ref_pix (B, N, 2) normalized (x, y) → (B, N, C)."""
+        index = proposals.index
         ref = gather_rows(ref_pix, index).unsqueeze(2).expand(-1, -1, len(feat_shapes), -1)
-        rows = self.attn(gather_rows(scene_embed, index), feats_flat, gather_rows(scene_pos, index),
-                         ref, feat_shapes)
-        return scatter_rows(scene_embed, index, valid, rows)
+        query = gather_rows(scene_embed, index)
+        rows = self.attn(query, feats_flat, gather_rows(scene_pos, index), ref, feat_shapes)
+        return scatter_rows(scene_embed, proposals, rows, query)
 
 
 class VisibleVoxels(NamedTuple):
-    """The decoder-grid voxels in the camera's field of view, per sample, padded to M."""
-    index: torch.Tensor          # (B, M) voxel indices (:func:`masked_indices` of the FOV mask)
-    valid: torch.Tensor | None   # (B, M) bool, None when every entry is valid
-    pos: torch.Tensor            # (B, M, C) their positional encoding
-    ref: torch.Tensor            # (B, M, 1, 3) their (z, y, x) reference points
+    """The decoder-grid voxels in the camera's field of view, per sample, as S rows."""
+    selection: VoxelSelection    # (B, S) voxel indices, which are padding
+    pos: torch.Tensor            # (B, S, C) their positional encoding
+    ref: torch.Tensor            # (B, S, 1, 3) their (z, y, x) reference points
 
 
 class SymphoniesLayer(nn.Module):
@@ -192,13 +220,14 @@ class SymphoniesLayer(nn.Module):
         Returns:
             scene_embed (B, N, C), inst_queries (B, Q, C)
         """
-        scene_fov = gather_rows(scene_embed, visible.index)
+        scene_fov = gather_rows(scene_embed, visible.selection.index)
+        unchanged = scene_fov if visible.selection.valid is not None else None  # for padding rows
         inst_queries = self.query_image_cross_defrom_attn(inst_queries, feats_flat, None, ref_2d,
                                                           feat_shapes)
         scene_fov = self.scene_query_cross_attn(scene_fov, inst_queries, inst_queries, visible.pos)
         scene_fov = self.scene_self_deform_attn(scene_fov, scene_embed, visible.pos, visible.ref,
                                                 [scene_shape])
-        scene_embed = scatter_rows(scene_embed, visible.index, visible.valid, scene_fov)
+        scene_embed = scatter_rows(scene_embed, visible.selection, scene_fov, unchanged)
         if not self.query_update:
             return scene_embed, inst_queries
         inst_queries = self.query_scene_cross_deform_attn(inst_queries, scene_embed, None, ref_3d,
@@ -235,7 +264,7 @@ class SymphoniesDecoder(nn.Module):
         self.voxel_size = voxel_size * project_scale
         self.downsample_z = downsample_z
         self.aspp_after_layer = aspp_after_layer
-        num_voxels = x * y * (z // downsample_z)
+        self.num_voxels = num_voxels = x * y * (z // downsample_z)
 
         self.voxel_proposal = VoxelProposalLayer(embed_dims, num_levels=num_levels)
         self.layers = nn.ModuleList([
@@ -248,8 +277,14 @@ class SymphoniesDecoder(nn.Module):
             squeeze *= s
         self.scene_pos = LearnableSqueezePositionalEncoding(
             (x, y, self.scene_shape[2] // squeeze), embed_dims, pos_squeeze_dims)
+        # constants of the forward, made once (no host data goes to the device in a forward)
+        height, width = self.image_shape
         self.register_buffer('image_grid', pixel_grid(self.image_shape), persistent=False)
-        self.register_buffer('voxel_grid', normalized_voxel_grid(self.scene_shape), persistent=False)
+        self.register_buffer('image_size', torch.tensor([width, height], dtype=torch.float32),
+                             persistent=False)  # (W, H)
+        self.register_buffer('grid_size', torch.tensor(self.scene_shape), persistent=False)
+        self.register_buffer('voxel_refs', normalized_voxel_grid(self.scene_shape).flatten(1).t().flip(-1),
+                             persistent=False)  # (N, 3) as (z, y, x)
         self.aspp = ASPP(embed_dims, (1, 3))
         z_up = (nn.Sequential(
             nn.ConvTranspose3d(embed_dims, embed_dims, 3, stride=(1, 1, downsample_z), padding=1,
@@ -261,7 +296,7 @@ class SymphoniesDecoder(nn.Module):
             nn.Conv3d(embed_dims, num_classes, kernel_size=1))
 
     def forward(self, feats, inst_queries, pred_pts, depth, cam_K, cam_pose, voxel_origin,
-                projected_pix, fov_mask) -> list[torch.Tensor]:
+                projected_pix, fov_mask, sizes: SelectionSizes | None = None) -> list[torch.Tensor]:
         """
         Args:
             feats: image levels [(B, C, h_l, w_l)]; inst_queries (B, Q, C); pred_pts (B, Q, 2).
@@ -269,6 +304,7 @@ class SymphoniesDecoder(nn.Module):
             cam_K (B, 3, 3); cam_pose (B, 4, 4) grid→camera; voxel_origin (B, 3) metres.
             projected_pix (B, Np, 2) int pixel (u, v) and fov_mask (B, Np) bool of the
             ``projection_shape`` grid voxels (C-order), as :func:`ssc_core.geometry.vox2pix`.
+            sizes: rows of the voxel selections; None: read from the data (see the module).
         Returns:
             logits (B, num_classes, *scene_shape * project_scale): one per layer in training,
             only the last in eval.
@@ -277,33 +313,46 @@ class SymphoniesDecoder(nn.Module):
             feats = [f.float() for f in feats]
             return self._forward(feats, inst_queries.float(), pred_pts.float(), depth.float(),
                                  cam_K.float(), cam_pose.float(), voxel_origin.float(),
-                                 projected_pix, fov_mask)
+                                 projected_pix, fov_mask, sizes)
+
+    def selection_counts(self, depth, cam_K, cam_pose, voxel_origin, fov_mask) -> torch.Tensor:
+        """(B, 2) int64: each sample's voxels in view and depth proposals, the least
+        :class:`SelectionSizes` that leave nothing out (inputs as :meth:`forward`'s)."""
+        with torch.autocast(depth.device.type, enabled=False):
+            fov_mask, _, proposal_mask = self._selection_masks(
+                depth.float(), cam_K.float(), cam_pose.float(), voxel_origin.float(), fov_mask)
+            return torch.stack([fov_mask.sum(1), proposal_mask.sum(1)], 1)
+
+    def _selection_masks(self, depth, cam_K, cam_pose, voxel_origin, fov_mask):
+        """→ the decoder grid's FOV mask (B, N), the lifted depth (B, H*W, 3) and the proposal
+        mask (B, N)."""
+        if self.downsample_z != 1:
+            fov_mask = self._downsample_z(fov_mask.unsqueeze(-1), torch.any).squeeze(-1)
+        vol_pts, has_depth = self.depth_to_voxels(depth, cam_K, cam_pose, voxel_origin)
+        return fov_mask, vol_pts, self.proposal_mask(vol_pts, has_depth)
 
     def _forward(self, feats, inst_queries, pred_pts, depth, cam_K, cam_pose, voxel_origin,
-                 projected_pix, fov_mask):
+                 projected_pix, fov_mask, sizes):
         bs = depth.shape[0]
         feat_shapes = [tuple(f.shape[-2:]) for f in feats]
         feats_flat = torch.cat([f.flatten(2).transpose(1, 2) for f in feats], 1)
-        if self.downsample_z != 1:
-            projected_pix, fov_mask = self._downsample_projection(projected_pix, fov_mask)
-
-        vol_pts, has_depth = self.depth_to_voxels(depth, cam_K, cam_pose, voxel_origin)
-        proposal_mask = self.proposal_mask(vol_pts, has_depth)
+        fov_mask, vol_pts, proposal_mask = self._selection_masks(depth, cam_K, cam_pose,
+                                                                 voxel_origin, fov_mask)
+        if self.downsample_z != 1:  # the mean of Z pairs, as the authors' trilinear resize
+            projected_pix = self._downsample_z(projected_pix.float(), torch.mean).to(projected_pix.dtype)
         ref_2d = pred_pts.unsqueeze(2).expand(-1, -1, len(feats), -1)
         ref_3d = self.instance_reference_points(pred_pts, vol_pts).unsqueeze(2).flip(-1)
-        height, width = self.image_shape
-        scale = torch.tensor([width, height], dtype=torch.float32, device=depth.device)
-        ref_pix = (projected_pix + 0.5) / scale
+        ref_pix = (projected_pix + 0.5) / self.image_size
 
         scene_pos = self.scene_pos().unsqueeze(0).expand(bs, -1, -1)
         scene_embed = self.scene_embed.weight.unsqueeze(0).expand(bs, -1, -1)
+        proposals = select_voxels(proposal_mask, sizes and sizes.proposals)
         scene_embed = self.voxel_proposal(scene_embed, feats_flat, feat_shapes, scene_pos,
-                                          proposal_mask, ref_pix)
+                                          proposals, ref_pix)
 
-        fov_index, fov_valid = masked_indices(fov_mask)
-        voxel_ref = self.voxel_grid.flatten(1).t().flip(-1)  # (N, 3) as (z, y, x)
-        visible = VisibleVoxels(fov_index, fov_valid, gather_rows(scene_pos, fov_index),
-                                voxel_ref[fov_index].unsqueeze(2))
+        in_view = select_voxels(fov_mask, sizes and sizes.visible)
+        visible = VisibleVoxels(in_view, gather_rows(scene_pos, in_view.index),
+                                self.voxel_refs[in_view.index].unsqueeze(2))
 
         outs = []
         for i, layer in enumerate(self.layers):
@@ -319,14 +368,12 @@ class SymphoniesDecoder(nn.Module):
                 outs.append(self.cls_head(volume))
         return outs
 
-    def _downsample_projection(self, projected_pix, fov_mask):
-        """Average Z pairs of the projection grid, as the authors' trilinear resize does."""
-        bs = projected_pix.shape[0]
+    def _downsample_z(self, values, reduce):
+        """(B, Np, D) over the projection grid → (B, N, D): ``reduce`` over each Z group."""
+        bs, _, dims = values.shape
         x, y, z = self.projection_shape
         f = self.downsample_z
-        pix = projected_pix.float().reshape(bs, x, y, z // f, f, 2).mean(4)
-        mask = fov_mask.reshape(bs, x, y, z // f, f).any(4)
-        return pix.to(projected_pix.dtype).reshape(bs, -1, 2), mask.reshape(bs, -1)
+        return reduce(values.reshape(bs, x, y, z // f, f, dims), 4).reshape(bs, -1, dims)
 
     def depth_to_voxels(self, depth, cam_K, cam_pose, voxel_origin):
         """Lift every pixel to decoder-grid voxel coordinates.
@@ -350,8 +397,7 @@ class SymphoniesDecoder(nn.Module):
         """(B, N) bool: decoder voxels that contain at least one depth point."""
         bs = vol_pts.shape[0]
         x, y, z = self.scene_shape
-        bounds = torch.tensor(self.scene_shape, device=vol_pts.device)
-        keep = ((vol_pts >= 0) & (vol_pts < bounds)).all(-1) & has_depth
+        keep = ((vol_pts >= 0) & (vol_pts < self.grid_size)).all(-1) & has_depth
         flat = (vol_pts[..., 0] * y + vol_pts[..., 1]) * z + vol_pts[..., 2]
         flat = torch.where(keep, flat, torch.zeros_like(flat))
         flat = flat + torch.arange(bs, device=flat.device)[:, None] * (x * y * z)
@@ -366,8 +412,7 @@ class SymphoniesDecoder(nn.Module):
         u = (pred_pts[..., 0] * width).long().clamp(0, width - 1)
         v = (pred_pts[..., 1] * height).long().clamp(0, height - 1)
         pts = vol_pts.gather(1, (v * width + u)[..., None].expand(-1, -1, 3))
-        denom = torch.tensor(self.scene_shape, device=pts.device) - 1
-        return (pts / denom).clamp(0, 1)
+        return (pts / (self.grid_size - 1)).clamp(0, 1)
 
 
 def _cross(a, b):
@@ -377,12 +422,11 @@ def _cross(a, b):
 
 
 def invert(m: torch.Tensor) -> torch.Tensor:
-    """Inverse of (B, 3, 3) matrices or (B, 4, 4) affine transforms (last row 0 0 0 1).
-
-    LAPACK in eager mode, as the authors; a closed form while exporting (ONNX has no inverse).
+    """Inverse of (B, 3, 3) matrices or (B, 4, 4) affine transforms (last row 0 0 0 1), in
+    closed form: ONNX has no inverse, and ``torch.linalg.inv`` on a GPU waits for its error
+    check (no CUDA graph can hold it). LAPACK's inverse (the authors') lifts the same voxels on
+    the reference frames.
     """
-    if not torch.compiler.is_exporting():
-        return torch.linalg.inv(m)
     a = m[..., :3, :3]
     r0, r1, r2 = a[..., 0, :], a[..., 1, :], a[..., 2, :]
     cols = torch.stack([_cross(r1, r2), _cross(r2, r0), _cross(r0, r1)], -1)

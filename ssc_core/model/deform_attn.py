@@ -12,6 +12,19 @@ from torch import nn
 from .chunks import in_slices
 
 SpatialShapes = Sequence[tuple[int, int]]
+_constants: dict[tuple, torch.Tensor] = {}
+
+
+def shape_constant(values: tuple, like: torch.Tensor) -> torch.Tensor:
+    """``torch.tensor(values)`` in like's dtype on like's device, made once per device and kept:
+    a forward captured as a CUDA graph may not copy host data to the device. Traced graphs
+    (``torch.compile``, export) hold it as a constant."""
+    if torch.compiler.is_compiling():
+        return torch.tensor(values, dtype=like.dtype, device=like.device)
+    key = (values, like.dtype, like.device)
+    if key not in _constants:
+        _constants[key] = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return _constants[key]
 
 
 def level_maps(value: torch.Tensor, spatial_shapes: SpatialShapes) -> list[torch.Tensor]:
@@ -121,8 +134,7 @@ class MultiScaleDeformableAttention(nn.Module):
         weights = self.attention_weights(query).view(
             bs, num_queries, self.num_heads, self.num_levels * self.num_points)
         weights = weights.softmax(-1).view(shape)
-        normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=offsets.dtype,
-                                  device=offsets.device)
+        normalizer = shape_constant(tuple((w, h) for h, w in spatial_shapes), offsets)
         locations = (reference_points[:, :, None, :, None, :] +
                      offsets / normalizer[None, None, None, :, None, :])
         out = deformable_sampling(levels, locations, weights)
@@ -167,8 +179,7 @@ def squeeze_volume(value: torch.Tensor, reference_points: torch.Tensor,
                                   spatial_shapes):
         folded.append(value_l.reshape(bs, x, y, z, channels).transpose(2, 3).flatten(1, 3))
         shapes_2d.append((x * z, y))
-    depth = torch.tensor([s[2] for s in spatial_shapes], dtype=reference_points.dtype,
-                         device=reference_points.device)
+    depth = shape_constant(tuple(s[2] for s in spatial_shapes), reference_points)
     ref_x = reference_points[..., 2] + (reference_points[..., 0] - 0.5) / depth
     ref = torch.stack([reference_points[..., 1], ref_x], dim=-1)
     return torch.cat(folded, dim=1), ref, shapes_2d

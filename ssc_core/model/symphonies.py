@@ -4,7 +4,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .decoder import SymphoniesDecoder
+from .decoder import SelectionSizes, SymphoniesDecoder
 from .image_encoder import ImageEncoder, PixelDecoderConfig
 
 
@@ -39,7 +39,7 @@ class Symphonies(nn.Module):
 
     def forward(self, img: torch.Tensor, depth: torch.Tensor, cam_K: torch.Tensor,
                 cam_pose: torch.Tensor, voxel_origin: torch.Tensor, projected_pix: torch.Tensor,
-                fov_mask: torch.Tensor) -> list[torch.Tensor]:
+                fov_mask: torch.Tensor, sizes: SelectionSizes | None = None) -> list[torch.Tensor]:
         """
         Args:
             img: (B, 3, H, W) ImageNet-normalized RGB; depth: (B, H, W) metres.
@@ -47,6 +47,10 @@ class Symphonies(nn.Module):
             voxel_origin: (B, 3) grid-frame position of voxel (0, 0, 0)'s corner.
             projected_pix: (B, Np, 2) int64 and fov_mask: (B, Np) bool for the voxels of the
                 grid at ``volume_scale`` (see :func:`ssc_core.geometry.vox2pix`).
+            sizes: rows of the decoder's voxel selections (field of view, depth proposals), at
+                least :meth:`selection_counts`; given, no shape in the forward depends on the
+                data (``torch.compile(fullgraph=True)``, CUDA graphs, exported graphs); None:
+                read from the data.
         Returns:
             class logits (B, num_classes, X, Y, Z): the last layer's in eval; one per layer in
             training.
@@ -59,4 +63,10 @@ class Symphonies(nn.Module):
                              f'got {tuple(depth.shape)}')
         feats, queries, pred_pts = self.encoder(img)
         return self.decoder(feats, queries, pred_pts, depth, cam_K, cam_pose, voxel_origin,
-                            projected_pix, fov_mask)
+                            projected_pix, fov_mask, sizes)
+
+    def selection_counts(self, depth, cam_K, cam_pose, voxel_origin, fov_mask,
+                         **_) -> torch.Tensor:
+        """(B, 2) int64: each frame's decoder voxels in view and voxels holding a depth point
+        (inputs as :meth:`forward`'s; the image is not needed)."""
+        return self.decoder.selection_counts(depth, cam_K, cam_pose, voxel_origin, fov_mask)

@@ -1,6 +1,7 @@
 """Benchmark the full-size network: latency p50/p95, FPS and peak memory per backend/precision.
 
     python -m ssc_core.tools.bench --preset semantic_kitti --runs 3 --warmup 1 [--onnx model.onnx]
+        [--json rows.json]
 
 Every row runs in its own process (its own peak memory, allocator and caches). The first row
 is the baseline: PyTorch eager fp32 running the layers as the authors wrote them; speed-up and
@@ -20,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..backends import TorchBackend
+from ..backends import CudaGraphBackend, TorchBackend
+from ..backends.torch_backend import COMPILE_MODES
 from ..checkpoint import load_model
 from ..data.sample import sample_frame
+from ..files import write_atomic
 from ..predictor import PRECISIONS, Predictor
 from ..presets import PRESETS, get_preset
 
@@ -32,15 +35,21 @@ AUTHORS_CPU_FORWARD_S = (24.8, 28.6)
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One configuration to time. ``optimize=False``: the authors' layers (the baseline)."""
+    """One configuration to time. ``optimize=False``: the authors' layers (the baseline);
+    ``compile_mode``: torch.compile's mode (torch_compile rows)."""
     backend: str
     device: str
     precision: str = 'fp32'
     optimize: bool = True
+    compile_mode: str = 'default'
 
     @property
     def label(self) -> str:
-        return self.backend if self.optimize else f"{self.backend} (authors' layers)"
+        if not self.optimize:
+            return f"{self.backend} (authors' layers)"
+        if self.backend == 'torch_compile' and self.compile_mode != 'default':
+            return f'{self.backend} ({self.compile_mode})'
+        return self.backend
 
 
 def hardware(device: torch.device) -> str:
@@ -89,8 +98,10 @@ def build_predictor(row: Row, preset_name: str, checkpoint=None, onnx=None) -> P
         preset = get_preset(preset_name)
         torch.manual_seed(0)
         model = preset.model.build()
+    if row.backend == 'torch_cudagraph':
+        return Predictor(CudaGraphBackend(model, row.device, row.precision), preset)
     backend = TorchBackend(model, row.device, row.precision, optimize=row.optimize,
-                           compile=row.backend == 'torch_compile')
+                           compile=row.backend == 'torch_compile', compile_mode=row.compile_mode)
     return Predictor(backend, preset)
 
 
@@ -147,29 +158,32 @@ def format_table(preset_name: str, rows: list[dict], hw: dict) -> str:
     return '\n'.join(lines)
 
 
-def plan(devices, precisions, onnx, compile: bool) -> list[Row]:
-    """The rows to time: the CPU (or first device's) baseline first."""
+def plan(devices, precisions, onnx, compile_modes=()) -> list[Row]:
+    """The rows to time: the CPU (or first device's) baseline first; on CUDA also the
+    CUDA-graph backend; a torch_compile row per mode in ``compile_modes``."""
     rows = [Row('torch', devices[0], 'fp32', optimize=False)]
     for device in devices:
         cuda = device.startswith('cuda')
         for precision in precisions or (('fp32', 'fp16', 'bf16') if cuda else ('fp32',)):
             rows.append(Row('torch', device, precision))
-            if compile:
-                rows.append(Row('torch_compile', device, precision))
+            if cuda:
+                rows.append(Row('torch_cudagraph', device, precision))
+            rows += [Row('torch_compile', device, precision, compile_mode=m) for m in compile_modes]
         if onnx:
             rows += [Row('onnxruntime', device, p) for p in (('fp32', 'fp16') if cuda else ('fp32',))]
     return rows
 
 
 def run(preset_name: str, checkpoint=None, devices=('cpu',), precisions=None, runs=3, warmup=1,
-        onnx=None, compile=False, threads=None) -> str:
-    """Time each planned row in a subprocess → table."""
+        onnx=None, compile_modes=(), threads=None, json_path=None) -> str:
+    """Time each planned row in a subprocess → table; the rows also to ``json_path`` (written
+    after each row, so a run cut short keeps what it measured)."""
     if any(d.startswith('cuda') for d in devices) and not torch.cuda.is_available():
         print('CUDA not available: skipping cuda rows')
         devices = [d for d in devices if not d.startswith('cuda')] or ['cpu']
     rows, hw, baseline = [], {}, None
     with tempfile.TemporaryDirectory() as tmp:
-        for i, row in enumerate(plan(devices, precisions, onnx, compile)):
+        for i, row in enumerate(plan(devices, precisions, onnx, compile_modes)):
             labels_path = Path(tmp) / f'{i}.npy'
             try:
                 figures = measure_in_subprocess(row, preset_name, checkpoint, onnx, runs, warmup,
@@ -185,6 +199,9 @@ def run(preset_name: str, checkpoint=None, devices=('cpu',), precisions=None, ru
             rows.append({**dataclasses.asdict(row), **figures, 'label': row.label,
                          'agreement': float((labels == baseline).mean())})
             print(f'  measured {figures["describe"]}: p50 {figures["p50_s"]:.3f} s', flush=True)
+            if json_path:
+                write_atomic(json_path, json.dumps({'preset': preset_name, 'torch': torch.__version__,
+                                                    'hardware': hw, 'rows': rows}, indent=1).encode())
     return format_table(preset_name, rows, hw)
 
 
@@ -203,6 +220,9 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s choice)')
     parser.add_argument('--compile', action='store_true',
                         help='also time torch.compile (compiling takes minutes on a CPU)')
+    parser.add_argument('--compile-modes', default='default',
+                        help=f'with --compile, comma-separated, of {list(COMPILE_MODES)}')
+    parser.add_argument('--json', help='also write the rows to this file (after each row)')
     parser.add_argument('--onnx', help='also time this exported model (ssc_core.tools.export) with '
                         'onnxruntime')
     parser.add_argument('--row', help=argparse.SUPPRESS)  # one row, in a child process
@@ -219,8 +239,12 @@ def main(argv=None):
     for p in precisions or ():
         if p not in PRECISIONS:
             parser.error(f'--precision: unknown {p!r}; expected {list(PRECISIONS)}')
+    modes = args.compile_modes.split(',') if args.compile else []
+    for m in modes:
+        if m not in COMPILE_MODES:
+            parser.error(f'--compile-modes: unknown {m!r}; expected {list(COMPILE_MODES)}')
     print(run(args.preset, args.checkpoint, args.device.split(','), precisions, args.runs,
-              args.warmup, args.onnx, args.compile, args.threads))
+              args.warmup, args.onnx, modes, args.threads, args.json))
 
 
 if __name__ == '__main__':

@@ -133,11 +133,14 @@ def test_whole_forward_compiles_as_one_graph(model, predictor):
     torch._dynamo.reset()
     inputs = predictor.prepare(*[[x] for x in small_frame(4)])
     sizes = fixed_sizes(model, inputs)
+    graphs_before = counters['stats']['unique_graphs']  # the counters live as long as the process
+    breaks_before = sum(counters['graph_break'].values())
     compiled = torch.compile(model, fullgraph=True, dynamic=False, backend='aot_eager')
     with torch.no_grad():
         out = compiled(**inputs, sizes=sizes)[-1]
         reference = model(**inputs)[-1]
-    assert counters['stats']['unique_graphs'] == 1 and not counters['graph_break']
+    assert counters['stats']['unique_graphs'] == graphs_before + 1, 'not one graph'
+    assert sum(counters['graph_break'].values()) == breaks_before
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
 
 

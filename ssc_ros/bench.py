@@ -147,7 +147,7 @@ def _drive_node(image, depth, K, seconds: float, hz: float, node_args: list, qos
 
     from . import conversions as conv
 
-    node = subprocess.Popen([sys.executable, '-m', 'ssc_ros.node', '--ros-args',
+    node = subprocess.Popen([sys.executable, '-m', 'ssc_ros.node', '--ros-args', '-p', 'use_tf:=false',
                              '-p', 'diagnostics_period:=0.5', *node_args], stderr=subprocess.PIPE, text=True)
     rclpy.init()
     probe = rclpy.create_node('ssc_bench_probe')

@@ -53,7 +53,7 @@ def test_bag_player_node_subscriber(sequence, checkpoint, probe, tmp_path):
         probe.record(msg_type, topic)
     # Started the way launch/ssc.launch.py starts them: the parameters file, remappings to the bag's
     # topics, and the built-in player, which waits for the node's subscriptions.
-    launch = describe(bag=str(bag), rate=0.5, extra_parameters={'checkpoint': checkpoint, 'frame_id': 'grid'})
+    launch = describe(bag=str(bag), rate=0.5, extra_parameters={'checkpoint': checkpoint})
     node = start(launch.node.command(), tmp_path / 'node.log')
     probe.wait_connected('/voxels', '/occupancy', '/voxel_markers')
     player = subprocess.run(launch.player.command(), capture_output=True, text=True, timeout=120)
@@ -64,7 +64,7 @@ def test_bag_player_node_subscriber(sequence, checkpoint, probe, tmp_path):
     assert stop(node) == 0
     clouds = probe.messages('/voxels')
     for cloud in clouds:
-        assert cloud.header.frame_id == 'grid'
+        assert cloud.header.frame_id == 'base_link'   # grid_frame, its camera pose from the bag's /tf_static
         assert cloud.header.stamp.sec * 10**9 + cloud.header.stamp.nanosec in image_stamps
         assert [f.name for f in cloud.fields] == ['x', 'y', 'z', 'rgb', 'label']
     points = np.frombuffer(bytes(clouds[-1].data), conv.CLOUD_DTYPE)
@@ -247,9 +247,9 @@ STARTUP_ERRORS = [  # (arguments or parameters-file text, the one line expected)
     ('diagnostics_period: 1.0e-9', 'parameter diagnostics_period: expected >= 0.05, got 1e-09'),
     ('input_qos: fastest', 'parameter input_qos: expected one of reliable, best_effort, sensor_data, '
                            "system_default, got 'fastest'"),
-    ('frame_id: ""', "parameter frame_id: expected a frame id (letters, digits, _ . / -, not starting with / "
-                     "or .), got ''"),
-    (['-p', 'frame_id:=/map'], "parameter frame_id: expected a frame id"),
+    ('grid_frame: ""', "parameter grid_frame: expected a frame id (letters, digits, _ . / -, not starting "
+                       "with / or .), got ''"),
+    (['-p', 'grid_frame:=/map'], "parameter grid_frame: expected a frame id"),
 ]
 
 
@@ -485,12 +485,12 @@ def test_parameters_at_run_time(checkpoint):
         assert node.pairer.slop == 0.05 and node.keep is None
         assert set_one('slop', 0.2).successful and node.pairer.slop == 0.2
         assert set_one('class_filter', ['car', 'road']).successful and list(node.keep) == [1, 9]
-        assert set_one('frame_id', 'base_link').successful and node.params['frame_id'] == 'base_link'
+        assert set_one('grid_frame', 'base_link').successful and node.params['grid_frame'] == 'base_link'
         for bad in ('', '/base_link', 'base link'):
-            result = set_one('frame_id', bad)
+            result = set_one('grid_frame', bad)
             assert not result.successful
-            assert result.reason.startswith('parameter frame_id: expected a frame id'), result.reason
-        assert node.params['frame_id'] == 'base_link'
+            assert result.reason.startswith('parameter grid_frame: expected a frame id'), result.reason
+        assert node.params['grid_frame'] == 'base_link'
         assert set_one('diagnostics_period', 0.5).successful
         assert node.diag_timer.timer_period_ns == 500_000_000
         pose = np.eye(4)

@@ -19,7 +19,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from sensor_msgs_py.point_cloud2 import read_points
 from std_msgs.msg import Header
 
-from ssc_core.presets import SMALL
+from ssc_core.presets import SMALL, base_from_grid
 from ssc_ros import conversions as conv
 from ssc_ros.bag import convert
 from ssc_ros.parameters import PARAMETERS
@@ -100,8 +100,8 @@ class Camera:
 def test_ros2_launch_with_params_file_namespace_remaps_and_ros2_param(workspace, checkpoint, probe, tmp_path):
     params = tmp_path / 'robot.yaml'
     params.write_text(yaml.safe_dump({'/**/ssc_node': {'ros__parameters': {
-        'checkpoint': checkpoint, 'frame_id': 'grid_from_file', 'diagnostics_period': 0.5,
-        'publish_markers': False, 'not_a_parameter': 3}}}))
+        'checkpoint': checkpoint, 'grid_frame': 'grid_from_file', 'diagnostics_period': 0.5,
+        'publish_markers': False, 'use_tf': False, 'not_a_parameter': 3}}}))
     probe.record(PointCloud2, '/robot1/voxels')
     log = tmp_path / 'launch.log'
     process = launch(workspace, log, 'namespace:=robot1', f'params_file:={params}', 'image:=/cam/img',
@@ -115,11 +115,15 @@ def test_ros2_launch_with_params_file_namespace_remaps_and_ros2_param(workspace,
         points = read_points(cloud, field_names=['x', 'y', 'z', 'rgb', 'label'])
         assert len(points) == cloud.width > 0
         assert set(np.unique(points['label'])) <= set(range(1, len(SMALL.class_names)))
-        assert points['x'].min() >= SMALL.voxel_origin[0] and points['z'].max() <= SMALL.voxel_origin[2] + 6.4
+        height = base_from_grid(SMALL)[2, 3]   # the grid above a ground-level grid_frame (grid_pose)
+        assert points['x'].min() >= SMALL.voxel_origin[0]
+        assert SMALL.voxel_origin[2] + height <= points['z'].min() <= points['z'].max() <= \
+            SMALL.voxel_origin[2] + 6.4 + height
+        assert points['z'].min() >= SMALL.voxel_origin[2] + height
 
         node = '/robot1/ssc_node'
         calls = {'list': ('param', 'list', node), 'dump': ('param', 'dump', node),
-                 'get': ('param', 'get', node, 'frame_id'), 'describe': ('param', 'describe', node, 'slop'),
+                 'get': ('param', 'get', node, 'grid_frame'), 'describe': ('param', 'describe', node, 'slop'),
                  'read_only': ('param', 'set', node, 'checkpoint', '/other.safetensors'),
                  'bad_value': ('param', 'set', node, 'slop', '-5.0'),
                  'bad_class': ('param', 'set', node, 'class_filter', '[car, spaceship]')}
@@ -128,14 +132,14 @@ def test_ros2_launch_with_params_file_namespace_remaps_and_ros2_param(workspace,
         out = {k: p.communicate(timeout=60)[0] for k, p in running.items()}
         assert set(out['list'].split()) >= set(PARAMETERS) | {'use_sim_time'}, out['list']
         dumped = yaml.safe_load(out['dump'])[node]['ros__parameters']
-        assert set(dumped) >= set(PARAMETERS) and dumped['frame_id'] == 'grid_from_file'
+        assert set(dumped) >= set(PARAMETERS) and dumped['grid_frame'] == 'grid_from_file'
         assert dumped['checkpoint'] == checkpoint and dumped['class_filter'] == []
         assert out['get'].strip() == 'String value is: grid_from_file'
         assert 'Type: double' in out['describe'] and 'can change at run time' in out['describe']
         assert 'Setting parameter failed: Trying to set a read-only parameter: checkpoint' in out['read_only']
         assert 'Setting parameter failed: parameter slop: expected >= 1e-06, got -5.0' in out['bad_value']
         assert "unknown classes ['spaceship']" in out['bad_class']
-        result = ros2(workspace, 'param', 'set', node, 'frame_id', 'base_link', *CLI)
+        result = ros2(workspace, 'param', 'set', node, 'grid_frame', 'base_link', *CLI)
         assert result.stdout.strip() == 'Set parameter successful', result.stdout + result.stderr
         count = len(probe.messages('/robot1/voxels'))
         camera.until(lambda: len(probe.messages('/robot1/voxels')) > count + 1, 'clouds after the set')
@@ -176,7 +180,7 @@ def test_ros2_launch_bag_with_sim_time_uses_the_installed_config(workspace, prob
 def test_ros2_run(workspace, checkpoint, probe, tmp_path):
     probe.record(PointCloud2, '/cam/voxels_out')
     log = tmp_path / 'run.log'
-    process = subprocess.Popen(['ros2', 'run', 'ssc_ros', 'ssc_node', '--ros-args',
+    process = subprocess.Popen(['ros2', 'run', 'ssc_ros', 'ssc_node', '--ros-args', '-p', 'use_tf:=false',
                                 '-p', f'checkpoint:={checkpoint}', '-r', 'image:=/cam/image',
                                 '-r', 'depth:=/cam/depth', '-r', 'camera_info:=/cam/camera_info',
                                 '-r', 'voxels:=/cam/voxels_out'],
@@ -208,11 +212,11 @@ def test_ros2_launch_show_args_lists_the_node_parameters(workspace):
 
 def test_ros2_launch_node_parameters_and_refusals(workspace, checkpoint, tmp_path):
     """Node parameters given on the launch line reach the node (image_transport, input_qos,
-    frame_id); a malformed frame id stops the node with one line and ends the launch, the bag
+    grid_frame); a malformed frame id stops the node with one line and ends the launch, the bag
     player with it (it would wait 30 s for the node, then play)."""
     log = tmp_path / 'launch.log'
-    process = launch(workspace, log, f'checkpoint:={checkpoint}', 'image:=/cam/img', 'frame_id:=from_launch',
-                     'image_transport:=compressed', 'input_qos:=sensor_data')
+    process = launch(workspace, log, f'checkpoint:={checkpoint}', 'image:=/cam/img',
+                     'grid_frame:=from_launch', 'image_transport:=compressed', 'input_qos:=sensor_data')
     try:
         assert_eventually(lambda: 'ready:' in log.read_text(), 90, log)
     finally:
@@ -221,7 +225,7 @@ def test_ros2_launch_node_parameters_and_refusals(workspace, checkpoint, tmp_pat
     seq, depth = write_kitti_sequence(tmp_path / 'seq', tmp_path / 'depth', 2, size=(320, 96))
     bag = convert(seq, depth, tmp_path / 'bag', progress=False)
     bad = tmp_path / 'bad.log'
-    process = launch(workspace, bad, f'checkpoint:={checkpoint}', 'frame_id:=/map', f'bag:={bag}')
+    process = launch(workspace, bad, f'checkpoint:={checkpoint}', 'grid_frame:=/map', f'bag:={bag}')
     try:
         process.wait(timeout=90)
     finally:
@@ -229,7 +233,7 @@ def test_ros2_launch_node_parameters_and_refusals(workspace, checkpoint, tmp_pat
             ctrl_c(process, bad)
     text = bad.read_text()
     assert '[ssc_bag-2]: process started' in text and 'published 0 messages' in text, text
-    assert ("ssc_node: parameter frame_id: expected a frame id (letters, digits, _ . / -, not starting "
+    assert ("ssc_node: parameter grid_frame: expected a frame id (letters, digits, _ . / -, not starting "
             "with / or .), got '/map'") in text, text
     assert 'Traceback' not in text
 

@@ -139,7 +139,7 @@ PARAMETERS = {
     'map_file': Spec('', 'saved map (.npz from ~/save_map or ssc_core.tools.map) to start from; refused '
                      'when made for another network; empty: start empty', launch=True),
     'map_save_path': Spec('', 'where ~/save_map writes PATH.npz and PATH.ply; empty: '
-                          'ssc_map_<date>_<time> in the working directory', False),
+                          'ssc_map_<date>_<time> in the working directory', False, launch=True),
     'map_publish_rate': Spec(1.0, 'largest rate (Hz) of map_voxels, map_markers and map_occupancy',
                              False, minimum=0.01),
     'map_radius': Spec(80.0, 'metres around the latest pose beyond which the map forgets (0: keeps '

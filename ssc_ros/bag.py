@@ -101,13 +101,13 @@ def _tf_message(transforms, stamp_ns: int):
     return types[TF_MSGTYPE](transforms=stamped)
 
 
-def _mount(calib: dict, calib_path: Path, frame_id: str, stereo: bool) -> list:
+def _mount(calib: dict, tr: np.ndarray, calib_path: Path, frame_id: str, stereo: bool) -> list:
     """The static transforms (parent, child, pose): base_link -> velodyne (the KITTI lidar above a
     ground-level base), velodyne -> camera (inverse of Tr), camera -> camera_right (the baseline)."""
     from ssc_core.presets import SEMANTIC_KITTI, base_from_grid
     from ssc_core.stereo import projection_baseline
     static = [(BASE_FRAME, LIDAR_FRAME, base_from_grid(SEMANTIC_KITTI)),
-              (LIDAR_FRAME, frame_id, np.linalg.inv(_velodyne_to_camera(calib, calib_path)))]
+              (LIDAR_FRAME, frame_id, np.linalg.inv(tr))]
     if stereo:
         right = np.eye(4)
         right[0, 3] = projection_baseline(*(_projection(calib, key, calib_path) for key in ('P2', 'P3')))
@@ -115,22 +115,24 @@ def _mount(calib: dict, calib_path: Path, frame_id: str, stereo: bool) -> list:
     return static
 
 
-def _velodyne_to_camera(calib: dict, path: Path) -> np.ndarray:
+def _velodyne_to_camera(calib: dict, path: Path) -> np.ndarray | None:
+    """calib.txt's Tr (4, 4), checked rigid; None when the file has none."""
     from ssc_core.geometry import check_rigid
-    if 'Tr' not in calib or calib['Tr'].size != 12:
-        raise ValueError(f'{path}: needs Tr with 12 numbers (velodyne -> camera, for /tf_static)')
+    if 'Tr' not in calib:
+        return None
+    if calib['Tr'].size != 12:
+        raise ValueError(f'{path}: Tr has {calib["Tr"].size} numbers, expected 12 (velodyne -> camera)')
     return check_rigid(np.vstack([calib['Tr'].reshape(3, 4), (0, 0, 0, 1)]), f'{path}: Tr')
 
 
-def _odometry(sequence_dir: Path, calib: dict, calib_path: Path, frames: int) -> np.ndarray | None:
+def _odometry(sequence_dir: Path, tr: np.ndarray, frames: int) -> np.ndarray | None:
     """(frames, 4, 4) odom -> base_link from poses.txt (None without it)."""
     from ssc_core.data.poses import base_poses, grid_poses, read_poses
     from ssc_core.presets import SEMANTIC_KITTI, base_from_grid
     path = sequence_dir / 'poses.txt'
     if not path.is_file():
         return None
-    world_from_grid = grid_poses(read_poses(path, frames)[:frames], _velodyne_to_camera(calib, calib_path))
-    return base_poses(world_from_grid, base_from_grid(SEMANTIC_KITTI))
+    return base_poses(grid_poses(read_poses(path, frames)[:frames], tr), base_from_grid(SEMANTIC_KITTI))
 
 
 def _projection(calib: dict, key: str, path: Path) -> np.ndarray:
@@ -145,8 +147,9 @@ def convert(sequence_dir, depth_dir, out, storage: str = 'mcap', frame_id: str =
 
     With ``depth_dir`` (FRAME.npy, metres): image, depth and camera_info. Without (None): the
     stereo pair — image and camera_info (image_2, P2) and right and right_camera_info (image_3,
-    P3, frame ``<frame_id>_right``), no depth; the player computes it. Always ``/tf_static``
-    (the mount, once, latched); with poses.txt, ``/tf`` (odom -> base_link) at each image's stamp.
+    P3, frame ``<frame_id>_right``), no depth; the player computes it. With calib.txt's Tr,
+    ``/tf_static`` (the mount, once, latched) and, with poses.txt, ``/tf`` (odom -> base_link) at
+    each image's stamp; what is left out is said on stderr.
     """
     from ssc_core.data.semantic_kitti import read_calib_matrices
 
@@ -169,21 +172,27 @@ def convert(sequence_dir, depth_dir, out, storage: str = 'mcap', frame_id: str =
         raise ValueError(f'{times_path}: {len(times)} times for {len(images)} images')
     info_role = {'image': 'camera_info', 'right': 'right_camera_info'}
     roles = [r for c in cameras for r in (c, info_role[c])] + (['depth'] if depth_dir is not None else [])
-    static = _mount(calib, calib_path, frame_id, stereo=depth_dir is None)
-    odometry = _odometry(sequence_dir, calib, calib_path, max(int(p.stem) for p in images) + 1)
+    tr = _velodyne_to_camera(calib, calib_path)
+    static = None if tr is None else _mount(calib, tr, calib_path, frame_id, stereo=depth_dir is None)
+    odometry = None if tr is None else _odometry(sequence_dir, tr, max(int(p.stem) for p in images) + 1)
+    if tr is None:
+        print(f'bag convert: {calib_path} has no Tr: no /tf_static or /tf written', file=sys.stderr)
+    elif odometry is None:
+        print(f'bag convert: no {sequence_dir / "poses.txt"}: no /tf (odom -> {BASE_FRAME}) written',
+              file=sys.stderr)
     plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[storage]
     with Writer(out, version=9, storage_plugin=plugin) as writer:
         conns = {role: writer.add_connection(TOPICS[role], MSGTYPES[role], typestore=TYPESTORE)
                  for role in roles}
-        tf_static = writer.add_connection(TF_STATIC_TOPIC, TF_MSGTYPE, typestore=TYPESTORE,
-                                          offered_qos_profiles=[_LATCHED])
+        tf_static = None if static is None else writer.add_connection(
+            TF_STATIC_TOPIC, TF_MSGTYPE, typestore=TYPESTORE, offered_qos_profiles=[_LATCHED])
         tf = None if odometry is None else writer.add_connection(TF_TOPIC, TF_MSGTYPE, typestore=TYPESTORE)
 
         def write_tf(conn, transforms, stamp):
             writer.write(conn, stamp, TYPESTORE.serialize_cdr(_tf_message(transforms, stamp), TF_MSGTYPE))
         for path in tqdm(images, desc='frames', unit='frame', disable=not progress):
             stamp = START_TIME_NS + round(times[int(path.stem)] * 1e9)
-            if path == images[0]:
+            if path == images[0] and tf_static is not None:
                 write_tf(tf_static, static, stamp)
             if tf is not None:   # before the frame's images: a listener has it when they arrive
                 write_tf(tf, [(ODOM_FRAME, BASE_FRAME, odometry[int(path.stem)])], stamp)

@@ -40,7 +40,7 @@ def test_launch_file_loads_under_the_launch_system():
                                'use_sim_time', 'bag', 'rate', 'loop', 'bag_topics', 'baseline', 'rviz',
                                *LAUNCH_PARAMETERS]
     assert {'image_transport', 'input_qos', 'depth_input', 'fit', 'device', 'backend', 'checkpoint',
-            'grid_frame'} <= set(LAUNCH_PARAMETERS)
+            'grid_frame', 'use_tf', 'map_frame', 'map_file', 'map_save_path'} <= set(LAUNCH_PARAMETERS)
     for name in LAUNCH_PARAMETERS:
         assert PARAMETERS[name].text() in arguments[name].description, name
         assert arguments[name].default_value[0].text == ''   # not given: the parameters file's value

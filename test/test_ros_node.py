@@ -250,6 +250,11 @@ STARTUP_ERRORS = [  # (arguments or parameters-file text, the one line expected)
     ('grid_frame: ""', "parameter grid_frame: expected a frame id (letters, digits, _ . / -, not starting "
                        "with / or .), got ''"),
     (['-p', 'grid_frame:=/map'], "parameter grid_frame: expected a frame id"),
+    (['-p', 'map_frame:=/odom'], "parameter map_frame: expected a frame id"),
+    (['-p', 'grid_pose:=[1.0, 0.0]'], 'parameter grid_pose: expected 16 finite numbers'),
+    (['-p', 'map_frame:=odom', '-p', 'map_file:=/nonexistent/map.npz'],
+     'parameter map_file: /nonexistent/map.npz: cannot read a semantic map (FileNotFoundError'),
+    ('other network', 'parameter map_file: {map}: class_names is '),
 ]
 
 
@@ -257,7 +262,12 @@ def startup_error(given, checkpoint, tmp_path) -> str:
     """The StartupError of an ssc_node created here with -p arguments or a parameters-file line."""
     from ssc_ros.node import SSCNode, StartupError
 
-    if isinstance(given, str):
+    if given == 'other network':   # a map saved for the KITTI-360 classes
+        from ssc_core.mapping import SemanticMap, save_map
+        from ssc_core.presets import KITTI_360
+        path = save_map(SemanticMap(0.4, KITTI_360.class_names, (0, 0, 0)), tmp_path / 'other.npz')
+        given = ['-p', 'map_frame:=odom', '-p', f'map_file:={path}']
+    elif isinstance(given, str):
         path = tmp_path / 'params.yaml'
         path.write_text(f'/**/ssc_node:\n  ros__parameters:\n    {given}\n')
         given = ['--params-file', str(path)]
@@ -277,7 +287,7 @@ def startup_error(given, checkpoint, tmp_path) -> str:
 
 @pytest.mark.parametrize('given, message', STARTUP_ERRORS)
 def test_startup_errors_name_parameter_expected_and_got(checkpoint, tmp_path, given, message):
-    assert message in startup_error(given, checkpoint, tmp_path)
+    assert message.format(map=tmp_path / 'other.npz') in startup_error(given, checkpoint, tmp_path)
 
 
 def test_under_load_stale_frames_are_dropped_and_counted(checkpoint, probe, tmp_path):

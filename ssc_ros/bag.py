@@ -86,7 +86,7 @@ def _camera_info_msg(P: np.ndarray, height: int, width: int, header):
                                                       do_rectify=False))
 
 
-def _tf_message(transforms, stamp_ns: int):
+def tf_message(transforms, stamp_ns: int):
     """[(parent, child, pose (4, 4) of child in parent), ...] → a rosbags TFMessage at ``stamp_ns``."""
     from ssc_core.geometry import quaternion_from_pose
     types = TYPESTORE.types
@@ -189,7 +189,7 @@ def convert(sequence_dir, depth_dir, out, storage: str = 'mcap', frame_id: str =
         tf = None if odometry is None else writer.add_connection(TF_TOPIC, TF_MSGTYPE, typestore=TYPESTORE)
 
         def write_tf(conn, transforms, stamp):
-            writer.write(conn, stamp, TYPESTORE.serialize_cdr(_tf_message(transforms, stamp), TF_MSGTYPE))
+            writer.write(conn, stamp, TYPESTORE.serialize_cdr(tf_message(transforms, stamp), TF_MSGTYPE))
         for path in tqdm(images, desc='frames', unit='frame', disable=not progress):
             stamp = START_TIME_NS + round(times[int(path.stem)] * 1e9)
             if path == images[0] and tf_static is not None:

@@ -178,6 +178,9 @@ class SSCNode(Node):
     def _live_map(self) -> LiveMap | None:
         """The semantic map (map_frame set): new, or from map_file (StartupError when refused)."""
         if not self.params['map_frame']:
+            if self.params['map_file']:
+                raise StartupError(f'parameter map_file: {self.params["map_file"]!r} needs a map_frame '
+                                   '(the frame the map was made in, e.g. map_frame:=odom)')
             return None
         preset = self.predictor.preset
         policies = {'radius': off_when_zero(self.params['map_radius']),

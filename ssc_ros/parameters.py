@@ -144,7 +144,7 @@ PARAMETERS = {
                              False, minimum=0.01),
     'map_radius': Spec(80.0, 'metres around the latest pose beyond which the map forgets (0: keeps '
                        'everything; more than the grid\'s reach, 57 m for 51.2 m grids)', False,
-                       minimum=0.0),
+                       minimum=0.0, launch=True),
     'map_half_life': Spec(0.0, 'seconds for the map\'s evidence to halve (0: it never fades)', False,
                           minimum=0.0),
     'map_max_speed': Spec(40.0, 'm/s between the poses of consecutive integrated frames beyond which a '

@@ -133,3 +133,41 @@ def test_without_tf2_the_node_and_the_player_run_with_cam_from_grid(checkpoint, 
                                   f'checkpoint:={checkpoint}', '-p', given],
                                  capture_output=True, text=True, timeout=120)
         assert refused.returncode == 1 and refused.stderr.startswith(message), refused.stderr
+
+
+def test_static_transforms_from_many_messages_reach_a_late_listener_whole(probe, tmp_path):
+    """A bag whose /tf_static came from two broadcasters (two messages, as rosbag2 records them):
+    the player publishes them latched as one message holding both, so a listener that starts later
+    gets the whole tree (a latched topic keeps only its last message)."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from rosbags.rosbag2 import Writer
+    from tf2_msgs.msg import TFMessage
+
+    from ssc_ros.bag import TF_MSGTYPE, TYPESTORE, tf_message
+
+    bag = tmp_path / 'bag'
+    with Writer(bag, version=9) as writer:
+        image = writer.add_connection('/camera/image', 'sensor_msgs/msg/Image', typestore=TYPESTORE)
+        static = writer.add_connection('/tf_static', TF_MSGTYPE, typestore=TYPESTORE)
+        for i, child in enumerate(('velodyne', 'camera')):
+            message = tf_message([('base_link', child, np.eye(4))], 10**9)
+            writer.write(static, 10**9 + i, TYPESTORE.serialize_cdr(message, TF_MSGTYPE))
+        header = TYPESTORE.types['std_msgs/msg/Header'](
+            stamp=TYPESTORE.types['builtin_interfaces/msg/Time'](sec=1, nanosec=5), frame_id='camera')
+        msg = TYPESTORE.types['sensor_msgs/msg/Image'](header=header, height=1, width=1, encoding='rgb8',
+                                                      is_bigendian=0, step=3, data=np.zeros(3, np.uint8))
+        writer.write(image, 10 * 10**9, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))   # 9 s later
+    player = start([sys.executable, '-m', 'ssc_ros.bag', 'play', str(bag), '--wait-for-subscribers', '0'],
+                   tmp_path / 'player.log')
+    try:
+        probe.wait_for(lambda: 'image: /camera/image' in (tmp_path / 'player.log').read_text(), 30,
+                       'the player to start')   # it logs its roles, then plays
+        time.sleep(2.0)   # both /tf_static messages are out, the image not yet
+        listener = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)   # tf2's static QoS
+        probe.record(TFMessage, '/tf_static', listener)
+        probe.wait_for(lambda: probe.messages('/tf_static'), 5, 'the latched /tf_static')
+    finally:
+        player.send_signal(2)
+        player.wait(timeout=20)
+    children = sorted(t.child_frame_id for t in probe.messages('/tf_static')[0].transforms)
+    assert children == ['camera', 'velodyne'] and len(probe.messages('/tf_static')) == 1

@@ -255,6 +255,7 @@ STARTUP_ERRORS = [  # (arguments or parameters-file text, the one line expected)
     (['-p', 'map_frame:=odom', '-p', 'map_file:=/nonexistent/map.npz'],
      'parameter map_file: /nonexistent/map.npz: cannot read a semantic map (FileNotFoundError'),
     ('other network', 'parameter map_file: {map}: class_names is '),
+    (['-p', 'map_file:=/maps/run1.npz'], "parameter map_file: '/maps/run1.npz' needs a map_frame"),
 ]
 
 

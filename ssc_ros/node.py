@@ -238,8 +238,8 @@ class SSCNode(Node):
             header = Header(stamp=stamp, frame_id=self.params['map_frame'])
             preset = self.predictor.preset
             out = OutputMessages(preset.class_names, preset.model.voxel_size, snapshot.origin)
-            labels = snapshot.labels
-            self.map_cloud_pub.publish(out.cloud(labels, header, self.keep))
+            labels, surface_only = snapshot.labels, self.params['cloud_surface_only']
+            self.map_cloud_pub.publish(out.cloud(labels, header, self.keep, surface_only))
             self.map_occupancy_pub.publish(out.occupancy(labels, labels != UNKNOWN, header))
             self.map_marker_pub.publish(out.markers(labels, header, self.keep))
         except Exception as e:

@@ -121,8 +121,8 @@ PARAMETERS = {
                           '(empty: the preset\'s camera mount on a ground-level grid_frame: KITTI\'s)', False,
                           array_type=ParameterType.PARAMETER_DOUBLE_ARRAY),
     'publish_cloud': Spec(True, 'publish voxels (PointCloud2)', False, launch=True),
-    'cloud_surface_only': Spec(False, 'voxels holds only voxels with a free 6-neighbour (what can be seen: '
-                               'about 3/4 of the occupied ones)', False, launch=True),
+    'cloud_surface_only': Spec(False, 'voxels (and map_voxels) hold only voxels with a free 6-neighbour '
+                               '(what can be seen: about 3/4 of the occupied ones)', False, launch=True),
     'publish_markers': Spec(True, 'publish voxel_markers (MarkerArray)', False, launch=True),
     'publish_occupancy': Spec(True, 'publish occupancy (OccupancyGrid)', False, launch=True),
     'publish_voxel_grid': Spec(False, 'publish voxel_grid (sensor_msgs/Image 8UC<Z>: the whole label volume, '

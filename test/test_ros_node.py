@@ -481,6 +481,9 @@ def test_parameters_at_run_time(checkpoint):
     try:
         values = node.get_parameters(list(PARAMETERS))
         assert all(p.type_ != Parameter.Type.NOT_SET for p in values)
+        # the defaults give the network the preset's camera pose, the grid 1.73 m above base_link
+        np.testing.assert_allclose(node.cam_from_grid @ node.grid_pose, SMALL.cam_from_grid, atol=1e-12)
+        assert node.grid_pose[2, 3] == 1.73 and node.outputs.pose is node.grid_pose
         assert node.get_parameter('class_filter').type_ == Parameter.Type.STRING_ARRAY
 
         def set_one(name, value):
@@ -508,6 +511,9 @@ def test_parameters_at_run_time(checkpoint):
         pose[:3, 3] = (1, 2, 3)
         assert set_one('cam_from_grid', pose.ravel().tolist()).successful
         assert np.array_equal(node.cam_from_grid, pose)
+        assert set_one('grid_pose', pose.ravel().tolist()).successful
+        assert np.array_equal(node.grid_pose, pose) and np.array_equal(node.outputs.pose, pose)
+        assert set_one('tf_timeout', 0.1).successful and node.transforms.timeout == 0.1
         assert set_one('stall_timeout', 2.0).successful and node.health.stall_timeout == 2.0
     finally:
         node.stop_workers()

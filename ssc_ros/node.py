@@ -83,6 +83,7 @@ class SSCNode(Node):
     def __init__(self, **kwargs):
         super().__init__('ssc_node', **kwargs)
         self.params = self._declare_parameters()
+        self.transforms = self._transforms()   # before the weights: a TF set-up that cannot work stops first
         self.predictor = self._load_predictor()
         preset = self.predictor.preset
         self._set_poses()
@@ -92,7 +93,6 @@ class SSCNode(Node):
             raise StartupError(f'parameter class_filter: {e}') from None
         self.outputs = OutputMessages(preset.class_names, preset.model.voxel_size, preset.voxel_origin,
                                       self.grid_pose)
-        self.transforms = self._transforms()
         self.live_map = self._live_map()
         self.pairer = StampPairer(self.params['slop'], self.params['queue_size'])
         self.lock = threading.RLock()   # pairer and health: executor thread vs workers

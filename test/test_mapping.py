@@ -424,7 +424,11 @@ def test_base_poses_are_the_grid_poses_seen_from_the_base():
     the grid does, and the grid sits at the mount in every base frame."""
     mount = np.eye(4)
     mount[2, 3] = 1.73
-    world = np.stack([pose(10 * i, (float(i), 0.5 * i, 0.1 * i)) for i in range(3)])
+    def pitch(a):   # up a slope
+        p = np.eye(4)
+        p[[0, 0, 2, 2], [0, 2, 0, 2]] = np.cos(a), np.sin(a), -np.sin(a), np.cos(a)
+        return p
+    world = np.stack([pose(10 * i, (float(i), 0.5 * i, 0.1 * i)) @ pitch(0.1 * i) for i in range(3)])
     base = base_poses(world, mount)
     for b, w in zip(base, world, strict=True):
         np.testing.assert_allclose(b @ mount, mount @ w, atol=1e-12)   # the grid, reached both ways

@@ -35,6 +35,48 @@ def check_rigid(pose, where: str) -> np.ndarray:
     return pose
 
 
+
+def pose_from_quaternion(translation: Sequence[float], quaternion: Sequence[float]) -> np.ndarray:
+    """(4, 4) float64 pose from a translation (3,) and a quaternion (x, y, z, w), ROS's order
+    (``geometry_msgs/Transform``), normalised; ValueError for a zero or non-finite quaternion."""
+    x, y, z, w = q = np.asarray(quaternion, np.float64)
+    norm = float(np.sqrt(q @ q))
+    if not (np.isfinite(norm) and norm > 1e-9) or not np.all(np.isfinite(translation)):
+        raise ValueError(f'not a rigid transform: translation {list(translation)}, quaternion {q.tolist()}')
+    x, y, z, w = q / norm
+    pose = np.eye(4)
+    pose[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    pose[:3, 3] = translation
+    return pose
+
+
+def quaternion_from_pose(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A rigid (4, 4) pose → translation (3,) and unit quaternion (x, y, z, w) with w >= 0
+    (:func:`pose_from_quaternion` inverts it)."""
+    r = np.asarray(pose, np.float64)[:3, :3]
+    trace = np.trace(r)
+    if trace > 0:   # the largest of w, x, y, z divides (Shepperd): no cancellation
+        s = 2 * np.sqrt(1 + trace)
+        q = [(r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s, s / 4]
+    else:
+        i = int(np.argmax(np.diag(r)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2 * np.sqrt(1 + r[i, i] - r[j, j] - r[k, k])
+        q = [0.0] * 4
+        q[i], q[j], q[k] = s / 4, (r[j, i] + r[i, j]) / s, (r[k, i] + r[i, k]) / s
+        q[3] = (r[k, j] - r[j, k]) / s
+    q = np.asarray(q) / np.linalg.norm(q)
+    return np.asarray(pose, np.float64)[:3, 3].copy(), q if q[3] >= 0 else -q
+
+
+def transform_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(N, 3) points → ``R p + t`` (N, 3) float32, for a (4, 4) pose (computed in float64)."""
+    pose = np.asarray(pose, np.float64)
+    return (np.asarray(points, np.float64) @ pose[:3, :3].T + pose[:3, 3]).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class VoxelProjection:
     """Where each voxel centre of a grid lands in the image.

@@ -33,12 +33,14 @@ def class_mask(labels: np.ndarray, classes) -> np.ndarray:
 
 def _lookup(labels: np.ndarray, table: np.ndarray) -> np.ndarray:
     """``table[labels]`` for a uint8 grid and a 256-entry uint8 table (OpenCV's LUT: 5x numpy's)."""
+    if not labels.size:   # OpenCV gives None for an empty array
+        return np.empty(labels.shape, np.uint8)
     return cv2.LUT(np.ascontiguousarray(labels).reshape(-1, 1), table).reshape(labels.shape)
 
 
 def _column_or(codes: np.ndarray) -> np.ndarray:
     """(X, Y, Z) uint8 → (X, Y) bitwise OR over Z (eight voxels per 64-bit word when Z allows)."""
-    if codes.shape[2] % 8 or not codes.flags.c_contiguous:
+    if codes.shape[2] % 8 or not codes.shape[2] or not codes.flags.c_contiguous:
         return np.bitwise_or.reduce(codes, axis=2)
     words = codes.view(np.uint64)
     folded = words[..., 0].copy()

@@ -282,6 +282,26 @@ SMALL = Preset(
 
 PRESETS = {p.name: p for p in (SEMANTIC_KITTI, KITTI_360, SMALL)}
 
+KITTI_LIDAR_HEIGHT = 1.73
+"""Metres from the road up to KITTI's Velodyne, the grid frame of the KITTI presets (the voxel
+grid's floor, ``voxel_origin`` z = -2 m, lies 0.27 m under the road)."""
+GRID_HEIGHTS = {'semantic_kitti': KITTI_LIDAR_HEIGHT, 'small': KITTI_LIDAR_HEIGHT,
+                'kitti_360': KITTI_LIDAR_HEIGHT}
+"""Height (m) of each preset's grid frame above the ground. KITTI-360 was recorded with the same
+station wagon and a roof-mounted Velodyne HDL-64E; its SSCBench grid has SemanticKITTI's floor
+(z = -2 m), so KITTI's 1.73 m is taken for it too (an estimate: override it with the node's
+grid_pose when it matters)."""
+
+
+def base_from_grid(preset: Preset) -> np.ndarray:
+    """(4, 4) default pose of ``preset``'s grid frame in a ground-level base frame (REP 105/103
+    ``base_link`` or ``base_footprint``: x forward, y left, z up, on the ground): the grid frame
+    :data:`GRID_HEIGHTS` metres above it; identity for presets of other names (the grid frame is
+    then taken as the base frame)."""
+    pose = np.eye(4)
+    pose[2, 3] = GRID_HEIGHTS.get(preset.name, 0.0)
+    return pose
+
 
 def get_preset(name: str) -> Preset:
     try:

@@ -8,6 +8,15 @@ import cv2
 import numpy as np
 
 
+def projection_baseline(p_left, p_right) -> float:
+    """Baseline (m) of a rectified pair from its (3, 4) projection matrices: (P_left[0, 3] -
+    P_right[0, 3]) / fx (ROS's and KITTI's convention, ``P_right[0, 3] = -fx B`` for the left at 0);
+    NaN when fx is not positive. The right camera is this far along the left camera's x axis."""
+    p_left, p_right = np.asarray(p_left, np.float64), np.asarray(p_right, np.float64)
+    fx = p_right[0, 0]
+    return float((p_left[0, 3] - p_right[0, 3]) / fx) if fx > 0 else float('nan')
+
+
 def disparity_to_depth(disparity: np.ndarray, focal: float, baseline: float,
                        min_disparity: float = 0.0, max_disparity: float = np.inf) -> np.ndarray:
     """(H, W) disparity in pixels → (H, W) float32 depth in metres, Z = focal · baseline / d.

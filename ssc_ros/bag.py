@@ -7,9 +7,13 @@
 The converter's bag holds ``/camera/image`` (rgb8), ``/camera/depth`` (32FC1 metres) and
 ``/camera/camera_info`` at the recorded times (times.txt), frame ``camera``; without DEPTH_DIR,
 the stereo pair instead of the depth (``/camera/right/image`` and ``/camera/right/camera_info``).
+Beside them, as kitti2bag writes odometry sequences: ``/tf_static`` (base_link → velodyne, the
+KITTI lidar above a ground-level base; velodyne → camera, calib.txt's Tr; camera →
+camera_right) and, from poses.txt, ``/tf`` (odom → base_link at each image's stamp).
 The player reads the roles image, depth, camera_info, right and right_camera_info from the bag's
 topics (our names, kitti2bag's, or a mapping), publishes image, camera_info and depth under our
-names, and computes the depth from the stereo pair when the bag has none (``ssc_ros.stereo_source``).
+names, and computes the depth from the stereo pair when the bag has none (``ssc_ros.stereo_source``);
+it plays the bag's ``/tf`` and ``/tf_static`` (tf2_msgs/TFMessage; the static transforms latched).
 """
 import argparse
 import importlib
@@ -20,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
@@ -38,11 +43,22 @@ KITTI2BAG_TOPICS = {'image': '/kitti/camera_color_left/image_raw',
                     'right': '/kitti/camera_color_right/image_raw',
                     'right_camera_info': '/kitti/camera_color_right/camera_info'}
 """The topics kitti2bag writes (KITTI raw and odometry; colour cameras 2 and 3, bgr8)."""
+TF_TOPIC, TF_STATIC_TOPIC = '/tf', '/tf_static'
+TF_MSGTYPE = 'tf2_msgs/msg/TFMessage'
+ODOM_FRAME, BASE_FRAME, LIDAR_FRAME = 'odom', 'base_link', 'velodyne'
+"""Frames of the converter's TF tree: odom -> base_link (poses.txt) -> velodyne -> camera (Tr)."""
 START_TIME_NS = 1_700_000_000 * 10**9  # recorded times are offsets from this instant
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 
 # As ros2 bag play's publishers: reliable, so subscribers get full-size images (reliable or best effort).
 PLAYER_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# As tf2_ros's broadcasters: /tf reliable with depth 100, /tf_static latched (a late listener gets it).
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+TF_STATIC_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+_LATCHED = Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
+               QosTime(0, 0), QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False)
+"""/tf_static's offered QoS in the bag's metadata, so that ``ros2 bag play`` latches it too."""
 
 
 def _header(stamp_ns: int, frame_id: str):
@@ -70,6 +86,55 @@ def _camera_info_msg(P: np.ndarray, height: int, width: int, header):
                                                       do_rectify=False))
 
 
+def tf_message(transforms, stamp_ns: int):
+    """[(parent, child, pose (4, 4) of child in parent), ...] → a rosbags TFMessage at ``stamp_ns``."""
+    from ssc_core.geometry import quaternion_from_pose
+    types = TYPESTORE.types
+    stamped = []
+    for parent, child, pose in transforms:
+        (x, y, z), (qx, qy, qz, qw) = quaternion_from_pose(pose)
+        transform = types['geometry_msgs/msg/Transform'](
+            translation=types['geometry_msgs/msg/Vector3'](x=x, y=y, z=z),
+            rotation=types['geometry_msgs/msg/Quaternion'](x=qx, y=qy, z=qz, w=qw))
+        stamped.append(types['geometry_msgs/msg/TransformStamped'](
+            header=_header(stamp_ns, parent), child_frame_id=child, transform=transform))
+    return types[TF_MSGTYPE](transforms=stamped)
+
+
+def _mount(calib: dict, tr: np.ndarray, calib_path: Path, frame_id: str, stereo: bool) -> list:
+    """The static transforms (parent, child, pose): base_link -> velodyne (the KITTI lidar above a
+    ground-level base), velodyne -> camera (inverse of Tr), camera -> camera_right (the baseline)."""
+    from ssc_core.presets import SEMANTIC_KITTI, base_from_grid
+    from ssc_core.stereo import projection_baseline
+    static = [(BASE_FRAME, LIDAR_FRAME, base_from_grid(SEMANTIC_KITTI)),
+              (LIDAR_FRAME, frame_id, np.linalg.inv(tr))]
+    if stereo:
+        right = np.eye(4)
+        right[0, 3] = projection_baseline(*(_projection(calib, key, calib_path) for key in ('P2', 'P3')))
+        static.append((frame_id, f'{frame_id}_right', right))
+    return static
+
+
+def _velodyne_to_camera(calib: dict, path: Path) -> np.ndarray | None:
+    """calib.txt's Tr (4, 4), checked rigid; None when the file has none."""
+    from ssc_core.geometry import check_rigid
+    if 'Tr' not in calib:
+        return None
+    if calib['Tr'].size != 12:
+        raise ValueError(f'{path}: Tr has {calib["Tr"].size} numbers, expected 12 (velodyne -> camera)')
+    return check_rigid(np.vstack([calib['Tr'].reshape(3, 4), (0, 0, 0, 1)]), f'{path}: Tr')
+
+
+def _odometry(sequence_dir: Path, tr: np.ndarray, frames: int) -> np.ndarray | None:
+    """(frames, 4, 4) odom -> base_link from poses.txt (None without it)."""
+    from ssc_core.data.poses import base_poses, grid_poses, read_poses
+    from ssc_core.presets import SEMANTIC_KITTI, base_from_grid
+    path = sequence_dir / 'poses.txt'
+    if not path.is_file():
+        return None
+    return base_poses(grid_poses(read_poses(path, frames)[:frames], tr), base_from_grid(SEMANTIC_KITTI))
+
+
 def _projection(calib: dict, key: str, path: Path) -> np.ndarray:
     if key not in calib or calib[key].size != 12:
         raise ValueError(f'{path}: needs {key} with 12 numbers')
@@ -78,11 +143,13 @@ def _projection(calib: dict, key: str, path: Path) -> np.ndarray:
 
 def convert(sequence_dir, depth_dir, out, storage: str = 'mcap', frame_id: str = 'camera',
             limit: int | None = None, progress: bool = True) -> Path:
-    """Write a KITTI odometry sequence (image_2, calib.txt, times.txt) as a bag.
+    """Write a KITTI odometry sequence (image_2, calib.txt, times.txt, optionally poses.txt) as a bag.
 
     With ``depth_dir`` (FRAME.npy, metres): image, depth and camera_info. Without (None): the
     stereo pair — image and camera_info (image_2, P2) and right and right_camera_info (image_3,
-    P3, frame ``<frame_id>_right``), no depth; the player computes it.
+    P3, frame ``<frame_id>_right``), no depth; the player computes it. With calib.txt's Tr,
+    ``/tf_static`` (the mount, once, latched) and, with poses.txt, ``/tf`` (odom -> base_link) at
+    each image's stamp; what is left out is said on stderr.
     """
     from ssc_core.data.semantic_kitti import read_calib_matrices
 
@@ -105,12 +172,30 @@ def convert(sequence_dir, depth_dir, out, storage: str = 'mcap', frame_id: str =
         raise ValueError(f'{times_path}: {len(times)} times for {len(images)} images')
     info_role = {'image': 'camera_info', 'right': 'right_camera_info'}
     roles = [r for c in cameras for r in (c, info_role[c])] + (['depth'] if depth_dir is not None else [])
+    tr = _velodyne_to_camera(calib, calib_path)
+    static = None if tr is None else _mount(calib, tr, calib_path, frame_id, stereo=depth_dir is None)
+    odometry = None if tr is None else _odometry(sequence_dir, tr, max(int(p.stem) for p in images) + 1)
+    if tr is None:
+        print(f'bag convert: {calib_path} has no Tr: no /tf_static or /tf written', file=sys.stderr)
+    elif odometry is None:
+        print(f'bag convert: no {sequence_dir / "poses.txt"}: no /tf (odom -> {BASE_FRAME}) written',
+              file=sys.stderr)
     plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[storage]
     with Writer(out, version=9, storage_plugin=plugin) as writer:
         conns = {role: writer.add_connection(TOPICS[role], MSGTYPES[role], typestore=TYPESTORE)
                  for role in roles}
+        tf_static = None if static is None else writer.add_connection(
+            TF_STATIC_TOPIC, TF_MSGTYPE, typestore=TYPESTORE, offered_qos_profiles=[_LATCHED])
+        tf = None if odometry is None else writer.add_connection(TF_TOPIC, TF_MSGTYPE, typestore=TYPESTORE)
+
+        def write_tf(conn, transforms, stamp):
+            writer.write(conn, stamp, TYPESTORE.serialize_cdr(tf_message(transforms, stamp), TF_MSGTYPE))
         for path in tqdm(images, desc='frames', unit='frame', disable=not progress):
             stamp = START_TIME_NS + round(times[int(path.stem)] * 1e9)
+            if path == images[0] and tf_static is not None:
+                write_tf(tf_static, static, stamp)
+            if tf is not None:   # before the frame's images: a listener has it when they arrive
+                write_tf(tf, [(ODOM_FRAME, BASE_FRAME, odometry[int(path.stem)])], stamp)
             messages = {}
             for role, (folder, P, frame) in cameras.items():
                 image_path = sequence_dir / folder / path.name
@@ -213,10 +298,13 @@ def play(node, bag, rate: float = 1.0, loop: bool = False, topics: dict[str, str
     camera_info pair) is published as 32FC1 with the left image's header.
 
     ``topics``: role → bag topic (see :func:`bag_roles`). Publishers are reliable (as ``ros2 bag
-    play``'s), so full-size images arrive. Waits first for a subscriber on every topic (at most
-    ``wait_for_subscribers`` s); ``clock_hz`` > 0 publishes the bag time on /clock at that rate (for
-    ``use_sim_time``); ``stop`` ends playback early. Before returning, waits (up to 5 s) until
-    subscribers acknowledged every message. Returns the number of messages published.
+    play``'s), so full-size images arrive. The bag's ``/tf`` and ``/tf_static`` (TFMessage) are
+    played too, as tf2's broadcasters publish them: the static transforms gathered into one latched
+    message (a listener that joins later gets them all). Waits first for a subscriber on every
+    camera topic (at most ``wait_for_subscribers`` s); ``clock_hz`` > 0 publishes the bag time on
+    /clock at that rate (for ``use_sim_time``); ``stop`` ends playback early. Before returning,
+    waits (up to 5 s) until subscribers acknowledged every message. Returns the number of camera
+    messages published (TF messages are logged apart).
     """
     from rclpy.duration import Duration
     from rclpy.serialization import deserialize_message
@@ -231,7 +319,10 @@ def play(node, bag, rate: float = 1.0, loop: bool = False, topics: dict[str, str
     with AnyReader([Path(bag)], default_typestore=TYPESTORE) as reader:
         roles = bag_roles({c.topic for c in reader.connections}, topics)
         role_of = {topic: role for role, topic in roles.items()}
-        unplayed = unplayed_topics({c.topic: c.msgtype for c in reader.connections}, roles)
+        tf = _TransformPlayer(node, [c for c in reader.connections if c.topic in (TF_TOPIC, TF_STATIC_TOPIC)
+                                     and c.msgtype == TF_MSGTYPE])
+        unplayed = unplayed_topics({c.topic: c.msgtype for c in reader.connections
+                                    if c not in tf.connections}, roles)
         if unplayed:
             node.get_logger().warning(unplayed)
         conns = [c for c in reader.connections if c.topic in role_of]
@@ -239,7 +330,7 @@ def play(node, bag, rate: float = 1.0, loop: bool = False, topics: dict[str, str
             if conn.msgtype != MSGTYPES[role_of[conn.topic]]:
                 raise ValueError(f'{conn.topic} ({role_of[conn.topic]}): {conn.msgtype}, expected '
                                  f'{MSGTYPES[role_of[conn.topic]]}')
-        to_cdr = {c.id: _cdr_converter(reader, c) for c in conns}
+        to_cdr = {c.id: _cdr_converter(reader, c) for c in conns + tf.connections}
         stereo = StereoDepthSource(baseline) if 'right' in roles and 'depth' not in roles else None
         if stereo is not None and baseline is None and 'right_camera_info' not in roles:
             raise ValueError('stereo: no right camera_info in the bag for the baseline '
@@ -271,10 +362,13 @@ def play(node, bag, rate: float = 1.0, loop: bool = False, topics: dict[str, str
 
         while not stop.is_set():
             start_wall, start_bag = time.monotonic(), reader.start_time
-            for conn, stamp, raw in reader.messages(connections=conns):
+            for conn, stamp, raw in reader.messages(connections=conns + tf.connections):
                 wait_until(start_wall + (stamp - start_bag) / 1e9 / rate, start_wall, start_bag)
                 if stop.is_set():
                     break
+                if conn.topic not in role_of:
+                    tf.publish(conn.topic, to_cdr[conn.id](raw))
+                    continue
                 role, cdr = role_of[conn.topic], to_cdr[conn.id](raw)
                 if role in publishers:
                     publishers[role].publish(cdr)
@@ -290,9 +384,45 @@ def play(node, bag, rate: float = 1.0, loop: bool = False, topics: dict[str, str
                         count += 1
             if not loop:
                 break
-        for pub in publishers.values():
+        for pub in [*publishers.values(), *tf.publishers.values()]:
             pub.wait_for_all_acked(Duration(seconds=5))
+        if tf.count:
+            node.get_logger().info(f'published {tf.count} TF messages ({", ".join(sorted(tf.publishers))})')
     return count
+
+
+class _TransformPlayer:
+    """Plays a bag's /tf and /tf_static (TFMessage CDR) as tf2's broadcasters publish them: /tf as
+    it comes, /tf_static as one latched message holding every static transform seen so far (the
+    latest per child frame), so that a listener joining later gets the whole mount."""
+
+    def __init__(self, node, connections):
+        self.connections = list(connections)
+        self.publishers = {}
+        self.static = {}
+        self.count = 0
+        if not self.connections:
+            return
+        try:
+            self.message_type = message_class(TF_MSGTYPE)
+        except ImportError as e:
+            node.get_logger().warning(f'not played: {", ".join(sorted({c.topic for c in self.connections}))} '
+                                      f'(tf2_msgs does not import: {e})')
+            self.connections = []
+            return
+        for topic in sorted({c.topic for c in self.connections}):
+            qos = TF_STATIC_QOS if topic == TF_STATIC_TOPIC else TF_QOS
+            self.publishers[topic] = node.create_publisher(self.message_type, topic, qos)
+
+    def publish(self, topic: str, cdr: bytes) -> None:
+        from rclpy.serialization import deserialize_message
+        if topic == TF_STATIC_TOPIC:
+            for transform in deserialize_message(cdr, self.message_type).transforms:
+                self.static[transform.child_frame_id] = transform
+            self.publishers[topic].publish(self.message_type(transforms=list(self.static.values())))
+        else:
+            self.publishers[topic].publish(cdr)
+        self.count += 1
 
 
 def main(argv=None):

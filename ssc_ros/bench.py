@@ -3,6 +3,7 @@
     python -m ssc_ros.bench convert [--runs 20]         # one 256x256x32 prediction -> the messages
     python -m ssc_ros.bench load [--seconds 60] [--hz 30] [--checkpoint builtin]
     python -m ssc_ros.bench transport [--seconds 60] [--hz 10] [--input-qos reliable] [--cpu-load N]
+    python -m ssc_ros.bench map [--frames 100] [--publish-every 10]
 
 ``load`` starts ssc_node, feeds it image + depth + camera_info at --hz, and reports what it
 received, processed and dropped, its output rate and its resident memory at start and end.
@@ -11,6 +12,11 @@ publishers, as ``ros2 bag play`` and camera drivers (best-effort ones with ``--i
 best_effort``), optionally beside N busy processes, and reports frames published vs received vs
 processed, how long inputs waited before the node took them, and image stamp -> cloud received.
 Run it with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST (set here when absent).
+``map`` drives a full-size grid 1 m per frame through what the node does per frame with
+map_frame set: two TF lookups in a tf2 Buffer (camera <- base_link, odom <- base_link at the
+frame's stamp), the map's integration, and every ``--publish-every`` frames the map's three
+latched messages built and published; with their sizes, and a baseline in the same run (the map's
+cloud through ``occupied_points``, one coordinate triple per voxel, instead of the dense box).
 """
 import argparse
 import os
@@ -147,7 +153,7 @@ def _drive_node(image, depth, K, seconds: float, hz: float, node_args: list, qos
 
     from . import conversions as conv
 
-    node = subprocess.Popen([sys.executable, '-m', 'ssc_ros.node', '--ros-args',
+    node = subprocess.Popen([sys.executable, '-m', 'ssc_ros.node', '--ros-args', '-p', 'use_tf:=false',
                              '-p', 'diagnostics_period:=0.5', *node_args], stderr=subprocess.PIPE, text=True)
     rclpy.init()
     probe = rclpy.create_node('ssc_bench_probe')
@@ -262,6 +268,113 @@ def bench_transport(seconds: float, hz: float, qos_name: str, checkpoint: str, c
           f'still running: {r["alive"]}')
 
 
+def bench_map(frames: int, publish_every: int) -> None:
+    """Per frame: TF lookups, map integration; per publication: the map's messages, built and
+    published on latched publishers (no subscriber); full-size SemanticKITTI grid, 1 m per frame."""
+    import rclpy
+    from geometry_msgs.msg import TransformStamped
+    from nav_msgs.msg import OccupancyGrid
+    from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import Header
+    from tf2_ros import Buffer
+    from visualization_msgs.msg import MarkerArray
+
+    from ssc_core.data.poses import base_poses
+    from ssc_core.data.sample import street_frame
+    from ssc_core.frame_inputs import project_grids
+    from ssc_core.geometry import quaternion_from_pose
+    from ssc_core.mapping import UNKNOWN, SemanticMap, occupied_points
+    from ssc_core.presets import SEMANTIC_KITTI, base_from_grid
+    from ssc_core.tools.bench_map import drive
+
+    from .conversions import OutputMessages
+    from .live_map import LiveMap
+    from .qos import LATCHED
+    from .transforms import FrameTransforms
+
+    preset = SEMANTIC_KITTI
+    street = street_frame(preset)
+    labels = np.where(street.labels == IGNORE_LABEL, 0, street.labels).astype(np.uint8)
+    observed = project_grids(preset, street.K, street.cam_from_grid)[1].fov_mask.reshape(labels.shape)
+    mount = base_from_grid(preset)
+
+    def stamped(parent, child, pose, stamp_ns):
+        (x, y, z), (qx, qy, qz, qw) = quaternion_from_pose(pose)
+        msg = TransformStamped()
+        msg.header.frame_id, msg.child_frame_id = parent, child
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        t, q = msg.transform.translation, msg.transform.rotation
+        t.x, t.y, t.z, q.x, q.y, q.z, q.w = map(float, (x, y, z, qx, qy, qz, qw))
+        return msg
+    buffer = Buffer()
+    base_from_camera = mount @ np.linalg.inv(street.cam_from_grid)
+    buffer.set_transform_static(stamped('base_link', 'camera', base_from_camera, 0), 'bench')
+    transforms = FrameTransforms(buffer, timeout=0.0)
+    live = LiveMap(SemanticMap(preset.model.voxel_size, preset.class_names, preset.voxel_origin, radius=80.0),
+                   period=0.0, max_speed=40.0)
+    rclpy.init()
+    node = rclpy.create_node('ssc_bench_map')
+    publishers = {'map_voxels': node.create_publisher(PointCloud2, 'map_voxels', LATCHED),
+                  'map_markers': node.create_publisher(MarkerArray, 'map_markers', LATCHED),
+                  'map_occupancy': node.create_publisher(OccupancyGrid, 'map_occupancy', LATCHED)}
+    lookup, integrate, publish, baseline, sizes = [], [], [], [], {}
+    rng = np.random.default_rng(1)
+    for i, motion in enumerate(base_poses(drive(frames), mount)):
+        stamp = 10**9 * (1 + i) // 10   # 10 Hz
+        buffer.set_transform(stamped('odom', 'base_link', motion, stamp), 'bench')
+        noisy = labels.copy()
+        flip = rng.random(labels.shape) < 0.03
+        noisy[flip] = rng.integers(0, len(preset.class_names), int(flip.sum()))
+        start = time.perf_counter()
+        camera_from_base = transforms.lookup('camera', 'base_link', stamp)
+        odom_from_base = transforms.lookup('odom', 'base_link', stamp)
+        lookup.append(time.perf_counter() - start)
+        assert np.allclose(camera_from_base @ mount, street.cam_from_grid, atol=1e-6)
+        start = time.perf_counter()
+        live.integrate(noisy, observed, odom_from_base @ mount, stamp * 1e-9)
+        integrate.append(time.perf_counter() - start)
+        if (i + 1) % publish_every:
+            continue
+        start = time.perf_counter()
+        snapshot = live.snapshot()
+        out = OutputMessages(preset.class_names, preset.model.voxel_size, snapshot.origin)
+        header = Header(frame_id='odom')
+        messages = {'map_voxels': out.cloud(snapshot.labels, header),
+                    'map_occupancy': out.occupancy(snapshot.labels, snapshot.labels != UNKNOWN, header),
+                    'map_markers': out.markers(snapshot.labels, header)}
+        for topic, data in messages.items():
+            publishers[topic].publish(data)
+        publish.append(time.perf_counter() - start)
+        sizes = {topic: len(data) for topic, data in messages.items()}
+        start = time.perf_counter()
+        centres, classes = occupied_points(live.map)
+        words = np.zeros((len(classes), 5), np.uint32)
+        words[:, :3] = centres.view(np.uint32)
+        words[:, 3], words[:, 4] = out.rgb_bits[classes], classes
+        baseline.append(time.perf_counter() - start)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    m = live.map
+    voxels = int(np.count_nonzero(snapshot.labels != UNKNOWN))
+
+    def ms(times, q):
+        return f'{np.percentile(times, q) * 1e3:8.1f}'
+    print(f'{preset.name} full-size grid {preset.model.scene_shape} of {preset.model.voxel_size} m, {frames} '
+          f'frames at 1 m per frame (10 Hz stamps), map radius 80 m; {os.cpu_count()} CPUs')
+    print(f'{"per frame":<38} {"p50 ms":>8} {"p95 ms":>8}')
+    print(f'{"TF lookups (camera, odom; tf2 Buffer)":<38} {ms(lookup, 50)} {ms(lookup, 95)}')
+    print(f'{"map integration":<38} {ms(integrate[5:], 50)} {ms(integrate[5:], 95)}   (after 5 frames)')
+    print(f'{"per publication (every " + str(publish_every) + " frames)":<38}')
+    print(f'{"snapshot + 3 messages + publish":<38} {ms(publish, 50)} {ms(publish, 95)}')
+    print(f'{"baseline: cloud via occupied_points":<38} {ms(baseline, 50)} {ms(baseline, 95)}   '
+          f'({np.median(baseline) / np.median(publish):.1f}x the three messages\' time for one)')
+    print(f'map at the end: {m.frames} frames, {m.num_blocks} blocks, {voxels:,} known voxels, '
+          f'{m.nbytes / 2**20:.0f} MiB of evidence')
+    total = sum(sizes.values())
+    print('message sizes: ' + ', '.join(f'{topic} {size / 2**20:.2f} MiB' for topic, size in sizes.items())
+          + f'; at map_publish_rate 1 Hz: {total / 2**20:.1f} MiB/s')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -279,9 +392,15 @@ def main(argv=None):
     transport.add_argument('--checkpoint', default='builtin')
     transport.add_argument('--cpu-load', type=int, default=0, metavar='N',
                            help='N busy processes beside the node (other programs on the robot)')
+    mapping = sub.add_parser('map')
+    mapping.add_argument('--frames', type=int, default=100)
+    mapping.add_argument('--publish-every', type=int, default=10, metavar='N')
     args = parser.parse_args(argv)
     if args.command == 'convert':
         bench_convert(args.runs)
+    elif args.command == 'map':
+        os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+        bench_map(args.frames, args.publish_every)
     elif args.command == 'load':
         os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
         bench_load(args.seconds, args.hz, args.checkpoint)

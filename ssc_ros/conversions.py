@@ -9,11 +9,13 @@ import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Pose
 from nav_msgs.msg import MapMetaData, OccupancyGrid
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from ssc_core.geometry import quaternion_from_pose, transform_points
 from ssc_core.labels import IGNORE_LABEL, class_colors
 from ssc_core.outputs import bird_eye_occupancy, occupied_indices, packed_rgb, voxel_centres
 from ssc_core.stereo import disparity_to_depth
@@ -166,17 +168,21 @@ CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'label'],
 
 
 class OutputMessages:
-    """A preset's label grids → the node's output messages, serialized (``bytes`` for
-    ``Publisher.publish``; :func:`rclpy.serialization.deserialize_message` reads them back).
+    """Label grids → output messages, serialized (``bytes`` for ``Publisher.publish``;
+    :func:`rclpy.serialization.deserialize_message` reads them back).
 
-    Arrays go into the messages as numpy buffers (:func:`ssc_ros.serialized.serialize`), never as
-    a Python object per point; padding bytes are zero, so a grid always gives the same bytes.
+    A grid's voxel (0, 0, 0) has its corner at ``origin`` in the grid's frame, which lies at
+    ``pose`` (4, 4; None: identity) in the messages' frame: the node's grids at ``grid_pose`` in
+    ``grid_frame``, the map's box at the identity in ``map_frame``. Arrays go into the messages as
+    numpy buffers (:func:`ssc_ros.serialized.serialize`), never as a Python object per point;
+    padding bytes are zero, so a grid always gives the same bytes.
     """
 
-    def __init__(self, class_names, voxel_size: float, origin):
+    def __init__(self, class_names, voxel_size: float, origin, pose=None):
         self.class_names = list(class_names)
         self.voxel_size = float(voxel_size)
         self.origin = np.asarray(origin, np.float64)
+        self.pose = None if pose is None else np.asarray(pose, np.float64)
         self.rgb_bits = packed_rgb(class_names).view(np.uint32)
         self.colors = class_colors(class_names) / 255.0
 
@@ -186,7 +192,14 @@ class OutputMessages:
         indices = occupied_indices(labels, keep, surface_only)
         classes = labels.ravel()[indices]
         words = np.empty((len(indices), 5), np.uint32)   # x, y, z, rgb, label + zeroed padding
-        voxel_centres(indices, labels.shape, self.voxel_size, self.origin, out=words[:, :3].view(np.float32))
+        xyz = words[:, :3].view(np.float32)
+        pose = self.pose
+        if pose is None or np.array_equal(pose[:3, :3], np.eye(3)):   # a translation: folded in the origin
+            origin = self.origin if pose is None else self.origin + pose[:3, 3]
+            voxel_centres(indices, labels.shape, self.voxel_size, origin, out=xyz)
+        else:
+            centres = voxel_centres(indices, labels.shape, self.voxel_size, self.origin)
+            xyz[:] = transform_points(pose, centres)
         np.take(self.rgb_bits, classes, out=words[:, 3])
         words[:, 4] = classes
         msg = PointCloud2(header=header, height=1, width=len(indices), fields=CLOUD_FIELDS,
@@ -214,7 +227,7 @@ class OutputMessages:
                 marker.action = Marker.DELETE
             else:
                 marker.action = Marker.ADD
-                marker.pose.orientation.w = 1.0
+                marker.pose = self._pose_msg(np.zeros(3))
                 marker.scale.x = marker.scale.y = marker.scale.z = self.voxel_size
                 r, g, b = self.colors[c]
                 marker.color = ColorRGBA(r=float(r), g=float(g), b=float(b), a=1.0)
@@ -240,11 +253,20 @@ class OutputMessages:
         return serialize(msg, [(msg, 'data', volume)])
 
     def _map_info(self, shape, header: Header) -> MapMetaData:
-        info = MapMetaData(map_load_time=header.stamp, resolution=self.voxel_size, width=shape[0],
-                           height=shape[1])
-        info.origin.position.x, info.origin.position.y, info.origin.position.z = map(float, self.origin)
-        info.origin.orientation.w = 1.0
-        return info
+        return MapMetaData(map_load_time=header.stamp, resolution=self.voxel_size, width=shape[0],
+                           height=shape[1], origin=self._pose_msg(self.origin))
+
+    def _pose_msg(self, offset) -> Pose:
+        """The grid's point ``offset`` (3,) (grid frame, metres) with the grid's axes, as a Pose in
+        the messages' frame: where markers' points and the occupancy map's cells start."""
+        pose = np.eye(4) if self.pose is None else self.pose
+        x, y, z = pose[:3, :3] @ offset + pose[:3, 3]
+        qx, qy, qz, qw = quaternion_from_pose(pose)[1]
+        msg = Pose()
+        msg.position.x, msg.position.y, msg.position.z = float(x), float(y), float(z)
+        o = msg.orientation
+        o.x, o.y, o.z, o.w = float(qx), float(qy), float(qz), float(qw)
+        return msg
 
 
 def diagnostics_array(report, name: str, hardware_id: str, stamp: Time) -> DiagnosticArray:

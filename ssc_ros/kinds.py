@@ -4,6 +4,8 @@ Adding a kind is one line here and its row in README.md's table (``test_ros_pipe
 that the code, this table and the README agree).
 """
 
+TF_OUTCOME = 'dropped (camera transform); not in the map (map transform)'
+
 KINDS = {  # kind: (when, what becomes of the message or frame)
     # a message that cannot be read (ssc_ros.conversions)
     'encoding': ('image, depth or disparity encoding not supported', 'dropped'),
@@ -42,6 +44,20 @@ KINDS = {  # kind: (when, what becomes of the message or frame)
     'bad_input': ('the predictor refused the frame (its message names the input)', 'dropped'),
     'inference_failed': ('the network raised an error', 'dropped'),
     'markers_failed': ('building or publishing the MarkerArray failed', 'markers not published'),
+    # transforms from tf2 (ssc_ros.transforms): the camera's in grid_frame before inference, the
+    # map's after it
+    'tf_timeout': ('the transforms end before the image\'s stamp (older by more than `tf_tolerance`) '
+                   'after waiting `tf_timeout` s: TF late or stopped', TF_OUTCOME),
+    'tf_extrapolation': ('the image\'s stamp is before the transforms tf2 holds (older than its 10 s '
+                         'cache, or before TF started)', TF_OUTCOME),
+    'tf_unknown_frame': ('a frame tf2 has never heard of (a typo, a broadcaster not running), or an '
+                         'image without frame_id', TF_OUTCOME),
+    'tf_not_connected': ('both frames known, but in separate TF trees (a missing link)', TF_OUTCOME),
+    # the semantic map (ssc_ros.live_map, ssc_core.mapping)
+    'map_refused': ('the map refused the frame: a pose that moved faster than `map_max_speed` (a '
+                    'relocalisation), a stamp earlier than the last frame\'s (a looped bag): call '
+                    '~/reset_map', 'published, not in the map'),
+    'map_failed': ('building or publishing the map\'s messages failed', 'map not published'),
 }
 
 

@@ -1,9 +1,10 @@
 """ssc_node's parameters: what each one is, which can change at run time, and their checks.
 
-Start-up parameters (weights, backend, inputs) are declared read-only: ``ros2 param set`` is
-refused with rclpy's reason. Run-time parameters are checked by :func:`check` (and, for
-class_filter and cam_from_grid, by :func:`class_filter_ids` / :func:`grid_pose`) both at start-up
-and in the node's set-parameters callback, so a value start-up would refuse is refused later too.
+Start-up parameters (weights, backend, inputs, TF and map set-up) are declared read-only:
+``ros2 param set`` is refused with rclpy's reason. Run-time parameters are checked by :func:`check`
+(and, for class_filter and the poses, by :func:`class_filter_ids` / :func:`pose_parameter`) both at
+start-up and in the node's set-parameters callback, so a value start-up would refuse is refused
+later too.
 """
 import re
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from ssc_core.outputs import class_ids
 from ssc_core.predictor import PRECISIONS
 
 from .qos import INPUT_QOS
+from .transforms import TF2_IMPORT_ERROR
 
 BUILTIN = 'builtin'
 IMAGE_TRANSPORTS = ('raw', 'compressed')
@@ -101,14 +103,27 @@ PARAMETERS = {
     'queue_size': Spec(10, 'messages kept per input for pairing (and subscription depth)', minimum=1),
     'slop': Spec(0.05, 'largest stamp difference (s) between paired image and depth', False,
                  minimum=1e-6),
-    'frame_id': Spec('velodyne', 'frame of the voxel grid, for every output (a tf2 frame id: no leading '
-                     'slash, letters, digits, _ . / -)', False, launch=True),
-    'cam_from_grid': Spec([], 'row-major 4x4 pose of the grid frame in the camera frame '
-                          '(empty: the preset\'s, KITTI velodyne->camera)', False,
+    'grid_frame': Spec('base_link', 'frame the per-frame outputs are in and the grid is placed in by '
+                       'grid_pose (a tf2 frame id: no leading slash, letters, digits, _ . / -)', False,
+                       launch=True),
+    'grid_pose': Spec([], 'row-major 4x4 pose of the network\'s grid (its voxel_origin frame) in grid_frame '
+                      '(empty: the preset\'s, for a ground-level grid_frame: KITTI\'s lidar frame, 1.73 m '
+                      'up)', False, array_type=ParameterType.PARAMETER_DOUBLE_ARRAY),
+    'use_tf': Spec(TF2_IMPORT_ERROR is None, 'look up the camera\'s pose in grid_frame (the image\'s '
+                   'frame_id, at its stamp) from tf2; false: cam_from_grid (default: true where tf2_ros '
+                   'imports)', launch=True),
+    'tf_timeout': Spec(0.5, 'seconds a frame waits for its transforms before it is dropped (counted by '
+                       'kind: tf_timeout, tf_extrapolation, tf_unknown_frame, tf_not_connected)', False,
+                       minimum=0.0),
+    'tf_tolerance': Spec(0.0, 'seconds an image may be newer than the latest transform and still use it '
+                         '(as Nav2\'s transform_tolerance); 0: only transforms at the image\'s stamp',
+                         False, minimum=0.0),
+    'cam_from_grid': Spec([], 'with use_tf false: row-major 4x4 pose of grid_frame in the camera frame '
+                          '(empty: the preset\'s camera mount on a ground-level grid_frame: KITTI\'s)', False,
                           array_type=ParameterType.PARAMETER_DOUBLE_ARRAY),
     'publish_cloud': Spec(True, 'publish voxels (PointCloud2)', False, launch=True),
-    'cloud_surface_only': Spec(False, 'voxels holds only voxels with a free 6-neighbour (what can be seen: '
-                               'about 3/4 of the occupied ones)', False, launch=True),
+    'cloud_surface_only': Spec(False, 'voxels (and map_voxels) hold only voxels with a free 6-neighbour '
+                               '(what can be seen: about 3/4 of the occupied ones)', False, launch=True),
     'publish_markers': Spec(True, 'publish voxel_markers (MarkerArray)', False, launch=True),
     'publish_occupancy': Spec(True, 'publish occupancy (OccupancyGrid)', False, launch=True),
     'publish_voxel_grid': Spec(False, 'publish voxel_grid (sensor_msgs/Image 8UC<Z>: the whole label volume, '
@@ -119,6 +134,25 @@ PARAMETERS = {
     'diagnostics_period': Spec(1.0, 'seconds between /diagnostics messages', False, minimum=0.05),
     'stall_timeout': Spec(5.0, 'seconds with inputs arriving but nothing processed before /diagnostics '
                           'says WARN', False, minimum=0.1),
+    'map_frame': Spec('', 'fixed frame of the semantic map (e.g. odom or map; needs use_tf): each '
+                      'processed frame is fused into it at the transform at its stamp; empty: no map',
+                      launch=True),
+    'map_file': Spec('', 'saved map (.npz from ~/save_map or ssc_core.tools.map) to start from; refused '
+                     'when made for another network; empty: start empty', launch=True),
+    'map_save_path': Spec('', 'where ~/save_map writes PATH.npz and PATH.ply; empty: '
+                          'ssc_map_<date>_<time> in the working directory', False, launch=True),
+    'map_publish_rate': Spec(1.0, 'largest rate (Hz) of map_voxels, map_markers and map_occupancy',
+                             False, minimum=0.01),
+    'map_radius': Spec(80.0, 'metres around the latest pose beyond which the map forgets (0: keeps '
+                       'everything; more than the grid\'s reach, 57 m for 51.2 m grids)', False,
+                       minimum=0.0, launch=True),
+    'map_half_life': Spec(0.0, 'seconds for the map\'s evidence to halve (0: it never fades)', False,
+                          minimum=0.0),
+    'map_max_speed': Spec(40.0, 'm/s between the poses of consecutive integrated frames beyond which a '
+                          'frame is refused as a relocalisation (map_refused; reset the map); 0: no check',
+                          False, minimum=0.0),
+    'map_change_after': Spec(4.0, 'contrary observations that change the class of a map voxel whose '
+                             'evidence is at its clamp', minimum=1.0),
 }
 LAUNCH_PARAMETERS = tuple(name for name, spec in PARAMETERS.items() if spec.launch)
 """The parameters ssc.launch.py also takes as launch arguments (the others: its params_file)."""
@@ -133,18 +167,22 @@ def check(name: str, value) -> str | None:
         return f'expected one of {", ".join(spec.choices)}, got {value!r}'
     if spec.minimum is not None and not value >= spec.minimum:
         return f'expected >= {spec.minimum:g}, got {value!r}'
-    if name == 'frame_id' and not FRAME_ID.fullmatch(value):
+    if name in FRAME_PARAMETERS and (value or name == 'grid_frame') and not FRAME_ID.fullmatch(value):
         return (f'expected a frame id (letters, digits, _ . / -, not starting with / or .), got {value!r}')
-    if name == 'cam_from_grid':
+    if name in POSE_PARAMETERS:
         try:
-            grid_pose(value, np.eye(4))
+            pose_parameter(value, np.eye(4))
         except ValueError as e:
             return str(e)
     return None
 
 
-def grid_pose(values, default: np.ndarray) -> np.ndarray:
-    """cam_from_grid's 16 row-major numbers → (4, 4); empty → ``default``; ValueError names the problem."""
+FRAME_PARAMETERS = ('grid_frame', 'map_frame')   # map_frame may be empty (no map)
+POSE_PARAMETERS = ('grid_pose', 'cam_from_grid')
+
+
+def pose_parameter(values, default: np.ndarray) -> np.ndarray:
+    """A pose parameter's 16 row-major numbers → (4, 4); empty → ``default``; ValueError names the problem."""
     if not len(values):
         return np.array(default, np.float64)
     pose = np.asarray(values, np.float64)

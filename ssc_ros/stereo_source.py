@@ -6,9 +6,10 @@ Focal length: the left camera_info's projection ``P[0]`` (the rectified camera),
 unset. Baseline: ``(P_left[0,3] - P_right[0,3]) / fx_right`` — ROS's ``P_right[0,3] = -fx·B`` with
 ``P_left[0,3] = 0``, and KITTI's P2/P3 alike — or given.
 """
+import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
-from ssc_core.stereo import stereo_depth
+from ssc_core.stereo import projection_baseline, stereo_depth
 
 from .conversions import depth_image_msg, image_to_rgb
 
@@ -29,11 +30,10 @@ def focal_length(info: CameraInfo) -> float:
 
 def stereo_baseline(left: CameraInfo, right: CameraInfo) -> float:
     """Baseline in metres from the two projection matrices; ValueError when it is not positive."""
-    fx = float(right.p[0])
-    baseline = (float(left.p[3]) - float(right.p[3])) / fx if fx > 0 else float('nan')
+    baseline = projection_baseline(np.reshape(left.p, (3, 4)), np.reshape(right.p, (3, 4)))
     if not baseline > 0:
         raise ValueError(f'stereo: baseline from camera_info P: (P_left[0,3] {left.p[3]:g} - '
-                         f'P_right[0,3] {right.p[3]:g}) / fx {fx:g} = {baseline:g} m, expected > 0 '
+                         f'P_right[0,3] {right.p[3]:g}) / fx {right.p[0]:g} = {baseline:g} m, expected > 0 '
                          '(give --baseline)')
     return baseline
 

@@ -41,8 +41,10 @@ def write_kitti_sequence(seq_dir, depth_dir, frames, size=(1241, 376), hz=10.0):
     return seq_dir, depth_dir
 
 
-def node_command(*ros_args, module='ssc_ros.node'):
-    return [sys.executable, '-m', module, '--ros-args', *ros_args]
+def node_command(*ros_args, module='ssc_ros.node', tf=False):
+    """``python -m MODULE --ros-args ...``; without ``tf`` the node runs with use_tf:=false (the
+    tests that publish frames themselves have no TF tree: the camera pose is cam_from_grid)."""
+    return [sys.executable, '-m', module, '--ros-args', *([] if tf else ['-p', 'use_tf:=false']), *ros_args]
 
 
 STARTED = []  # processes started by start(); conftest kills those still running after each test

@@ -40,15 +40,15 @@ def test_launch_file_loads_under_the_launch_system():
                                'use_sim_time', 'bag', 'rate', 'loop', 'bag_topics', 'baseline', 'rviz',
                                *LAUNCH_PARAMETERS]
     assert {'image_transport', 'input_qos', 'depth_input', 'fit', 'device', 'backend', 'checkpoint',
-            'frame_id'} <= set(LAUNCH_PARAMETERS)
+            'grid_frame', 'use_tf', 'map_frame', 'map_file', 'map_save_path'} <= set(LAUNCH_PARAMETERS)
     for name in LAUNCH_PARAMETERS:
         assert PARAMETERS[name].text() in arguments[name].description, name
         assert arguments[name].default_value[0].text == ''   # not given: the parameters file's value
 
 
 def test_launch_arguments_become_typed_node_parameters(tmp_path, monkeypatch):
-    assert node_parameters({'frame_id': 'base_link', 'publish_markers': 'False', 'image_transport': '',
-                            'bag': 'x'}) == {'frame_id': 'base_link', 'publish_markers': False}
+    assert node_parameters({'grid_frame': 'base_link', 'publish_markers': 'False', 'image_transport': '',
+                            'bag': 'x'}) == {'grid_frame': 'base_link', 'publish_markers': False}
     with pytest.raises(ValueError, match="publish_markers: expected true or false, got 'yes'"):
         node_parameters({'publish_markers': 'yes'})
     monkeypatch.setenv('AMENT_PREFIX_PATH', str(tmp_path))   # an ament index without rviz2

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssc_core.data.poses import PoseError, grid_poses, read_poses, read_times
+from ssc_core.data.poses import PoseError, base_poses, grid_poses, read_poses, read_times
 from ssc_core.labels import SEMANTIC_KITTI_CLASSES
 from ssc_core.mapping import (
     MapError,
@@ -402,3 +402,34 @@ def test_bad_poses_name_file_and_line(tmp_path, case, message):
     (tmp_path / 'poses.txt').write_text('\n'.join(lines) + '\n')
     with pytest.raises(PoseError, match=message):
         read_poses(tmp_path / 'poses.txt', 3)
+
+
+def test_the_labels_box_is_every_voxel_in_place():
+    """labels_box holds each known voxel's class at its map coordinates (corner + index) and UNKNOWN
+    elsewhere; an empty map gives an empty box."""
+    m = new_map()
+    box, corner = m.labels_box()
+    assert box.shape == (0, 0, 0)
+    observed = np.random.default_rng(2).random(SHAPE) < 0.6
+    m.integrate(random_labels(1), observed, pose(30, (1.0, -0.4, 0.2)), 0.0)
+    box, corner = m.labels_box()
+    voxels, labels = m.voxels()
+    np.testing.assert_array_equal(box[tuple((voxels - corner).T)], labels)
+    assert np.count_nonzero(box != UNKNOWN) == len(labels) > 0
+    assert box.dtype == np.uint8 and all(s % m.block_size == 0 for s in box.shape)
+
+
+def test_base_poses_are_the_grid_poses_seen_from_the_base():
+    """odom -> base_link from the grid's poses and its mount: a base 1.73 m below the grid moves as
+    the grid does, and the grid sits at the mount in every base frame."""
+    mount = np.eye(4)
+    mount[2, 3] = 1.73
+    def pitch(a):   # up a slope
+        p = np.eye(4)
+        p[[0, 0, 2, 2], [0, 2, 0, 2]] = np.cos(a), np.sin(a), -np.sin(a), np.cos(a)
+        return p
+    world = np.stack([pose(10 * i, (float(i), 0.5 * i, 0.1 * i)) @ pitch(0.1 * i) for i in range(3)])
+    base = base_poses(world, mount)
+    for b, w in zip(base, world, strict=True):
+        np.testing.assert_allclose(b @ mount, mount @ w, atol=1e-12)   # the grid, reached both ways
+    np.testing.assert_allclose(base[0], np.eye(4), atol=1e-12)          # odom = the first base frame

@@ -53,7 +53,7 @@ def test_bag_player_node_subscriber(sequence, checkpoint, probe, tmp_path):
         probe.record(msg_type, topic)
     # Started the way launch/ssc.launch.py starts them: the parameters file, remappings to the bag's
     # topics, and the built-in player, which waits for the node's subscriptions.
-    launch = describe(bag=str(bag), rate=0.5, extra_parameters={'checkpoint': checkpoint, 'frame_id': 'grid'})
+    launch = describe(bag=str(bag), rate=0.5, extra_parameters={'checkpoint': checkpoint})
     node = start(launch.node.command(), tmp_path / 'node.log')
     probe.wait_connected('/voxels', '/occupancy', '/voxel_markers')
     player = subprocess.run(launch.player.command(), capture_output=True, text=True, timeout=120)
@@ -64,7 +64,7 @@ def test_bag_player_node_subscriber(sequence, checkpoint, probe, tmp_path):
     assert stop(node) == 0
     clouds = probe.messages('/voxels')
     for cloud in clouds:
-        assert cloud.header.frame_id == 'grid'
+        assert cloud.header.frame_id == 'base_link'   # grid_frame, its camera pose from the bag's /tf_static
         assert cloud.header.stamp.sec * 10**9 + cloud.header.stamp.nanosec in image_stamps
         assert [f.name for f in cloud.fields] == ['x', 'y', 'z', 'rgb', 'label']
     points = np.frombuffer(bytes(clouds[-1].data), conv.CLOUD_DTYPE)
@@ -247,9 +247,15 @@ STARTUP_ERRORS = [  # (arguments or parameters-file text, the one line expected)
     ('diagnostics_period: 1.0e-9', 'parameter diagnostics_period: expected >= 0.05, got 1e-09'),
     ('input_qos: fastest', 'parameter input_qos: expected one of reliable, best_effort, sensor_data, '
                            "system_default, got 'fastest'"),
-    ('frame_id: ""', "parameter frame_id: expected a frame id (letters, digits, _ . / -, not starting with / "
-                     "or .), got ''"),
-    (['-p', 'frame_id:=/map'], "parameter frame_id: expected a frame id"),
+    ('grid_frame: ""', "parameter grid_frame: expected a frame id (letters, digits, _ . / -, not starting "
+                       "with / or .), got ''"),
+    (['-p', 'grid_frame:=/map'], "parameter grid_frame: expected a frame id"),
+    (['-p', 'map_frame:=/odom'], "parameter map_frame: expected a frame id"),
+    (['-p', 'grid_pose:=[1.0, 0.0]'], 'parameter grid_pose: expected 16 finite numbers'),
+    (['-p', 'map_frame:=odom', '-p', 'map_file:=/nonexistent/map.npz'],
+     'parameter map_file: /nonexistent/map.npz: cannot read a semantic map (FileNotFoundError'),
+    ('other network', 'parameter map_file: {map}: class_names is '),
+    (['-p', 'map_file:=/maps/run1.npz'], "parameter map_file: '/maps/run1.npz' needs a map_frame"),
 ]
 
 
@@ -257,7 +263,12 @@ def startup_error(given, checkpoint, tmp_path) -> str:
     """The StartupError of an ssc_node created here with -p arguments or a parameters-file line."""
     from ssc_ros.node import SSCNode, StartupError
 
-    if isinstance(given, str):
+    if given == 'other network':   # a map saved for the KITTI-360 classes
+        from ssc_core.mapping import SemanticMap, save_map
+        from ssc_core.presets import KITTI_360
+        path = save_map(SemanticMap(0.4, KITTI_360.class_names, (0, 0, 0)), tmp_path / 'other.npz')
+        given = ['-p', 'map_frame:=odom', '-p', f'map_file:={path}']
+    elif isinstance(given, str):
         path = tmp_path / 'params.yaml'
         path.write_text(f'/**/ssc_node:\n  ros__parameters:\n    {given}\n')
         given = ['--params-file', str(path)]
@@ -277,7 +288,7 @@ def startup_error(given, checkpoint, tmp_path) -> str:
 
 @pytest.mark.parametrize('given, message', STARTUP_ERRORS)
 def test_startup_errors_name_parameter_expected_and_got(checkpoint, tmp_path, given, message):
-    assert message in startup_error(given, checkpoint, tmp_path)
+    assert message.format(map=tmp_path / 'other.npz') in startup_error(given, checkpoint, tmp_path)
 
 
 def test_under_load_stale_frames_are_dropped_and_counted(checkpoint, probe, tmp_path):
@@ -470,6 +481,9 @@ def test_parameters_at_run_time(checkpoint):
     try:
         values = node.get_parameters(list(PARAMETERS))
         assert all(p.type_ != Parameter.Type.NOT_SET for p in values)
+        # the defaults give the network the preset's camera pose, the grid 1.73 m above base_link
+        np.testing.assert_allclose(node.cam_from_grid @ node.grid_pose, SMALL.cam_from_grid, atol=1e-12)
+        assert node.grid_pose[2, 3] == 1.73 and node.outputs.pose is node.grid_pose
         assert node.get_parameter('class_filter').type_ == Parameter.Type.STRING_ARRAY
 
         def set_one(name, value):
@@ -485,18 +499,21 @@ def test_parameters_at_run_time(checkpoint):
         assert node.pairer.slop == 0.05 and node.keep is None
         assert set_one('slop', 0.2).successful and node.pairer.slop == 0.2
         assert set_one('class_filter', ['car', 'road']).successful and list(node.keep) == [1, 9]
-        assert set_one('frame_id', 'base_link').successful and node.params['frame_id'] == 'base_link'
+        assert set_one('grid_frame', 'base_link').successful and node.params['grid_frame'] == 'base_link'
         for bad in ('', '/base_link', 'base link'):
-            result = set_one('frame_id', bad)
+            result = set_one('grid_frame', bad)
             assert not result.successful
-            assert result.reason.startswith('parameter frame_id: expected a frame id'), result.reason
-        assert node.params['frame_id'] == 'base_link'
+            assert result.reason.startswith('parameter grid_frame: expected a frame id'), result.reason
+        assert node.params['grid_frame'] == 'base_link'
         assert set_one('diagnostics_period', 0.5).successful
         assert node.diag_timer.timer_period_ns == 500_000_000
         pose = np.eye(4)
         pose[:3, 3] = (1, 2, 3)
         assert set_one('cam_from_grid', pose.ravel().tolist()).successful
         assert np.array_equal(node.cam_from_grid, pose)
+        assert set_one('grid_pose', pose.ravel().tolist()).successful
+        assert np.array_equal(node.grid_pose, pose) and np.array_equal(node.outputs.pose, pose)
+        assert set_one('tf_timeout', 0.1).successful and node.transforms.timeout == 0.1
         assert set_one('stall_timeout', 2.0).successful and node.health.stall_timeout == 2.0
     finally:
         node.stop_workers()

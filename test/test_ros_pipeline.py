@@ -7,7 +7,7 @@ import pytest
 
 from ssc_ros.health import OK, WARN, Health
 from ssc_ros.pairing import StampPairer
-from ssc_ros.parameters import PARAMETERS, check, class_filter_ids, grid_pose, type_mismatch, unknown
+from ssc_ros.parameters import PARAMETERS, check, class_filter_ids, pose_parameter, type_mismatch, unknown
 from ssc_ros.worker import LatestSlot, Worker
 
 
@@ -222,7 +222,7 @@ def test_parameter_checks():
     assert check('cam_from_grid', [1.0] * 3) == 'expected 16 finite numbers, got [1.0, 1.0, 1.0]'
     assert check('cam_from_grid', []) is None
     with pytest.raises(ValueError, match='last row must be 0 0 0 1'):
-        grid_pose([1.0] * 16, np.eye(4))
+        pose_parameter([1.0] * 16, np.eye(4))
     scaled = (np.diag([1.1, 1.1, 1.1, 1.0])).ravel().tolist()
     assert check('cam_from_grid', scaled).startswith('its 3x3 part is not a rotation (RᵀR − I up to 0.21')
     assert class_filter_ids(['', 'road'], ('empty', 'car', 'road')).tolist() == [2]
@@ -230,12 +230,16 @@ def test_parameter_checks():
     assert type_mismatch('slop', 4, 'fast') == "parameter slop: expected double, got string 'fast'"
     assert type_mismatch('slop', 2, -5) == 'parameter slop: expected double, got integer -5 (write -5.0)'
     assert unknown(['slop', 'use_sim_time', 'qos_overrides./x.reliability', 'slope']) == ['slope']
-    assert check('frame_id', 'robot1/base_link') is None
+    assert check('grid_frame', 'robot1/base_link') is None
     for bad in ('', '/map', 'base link', 'map\n'):
-        assert check('frame_id', bad).startswith('expected a frame id'), bad
+        assert check('grid_frame', bad).startswith('expected a frame id'), bad
+    assert check('map_frame', '') is None and check('map_frame', 'odom') is None   # empty: no map
+    assert check('map_frame', '/odom').startswith('expected a frame id')
+    assert check('grid_pose', [0.0] * 16) == 'last row must be 0 0 0 1, got [0.0, 0.0, 0.0, 0.0]'
     read_only = {name for name, spec in PARAMETERS.items() if spec.read_only}
     assert read_only == {'checkpoint', 'preset', 'backend', 'device', 'allow_cpu_fallback', 'precision',
-                         'fit', 'image_transport', 'depth_input', 'input_qos', 'queue_size'}
+                         'fit', 'image_transport', 'depth_input', 'input_qos', 'queue_size', 'use_tf',
+                         'map_frame', 'map_file', 'map_change_after'}
 
 
 def code_kinds() -> set:
@@ -245,7 +249,7 @@ def code_kinds() -> set:
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
     patterns = [r"MessageError\(\s*'(\w+)'", r"Notice\(\s*'(\w+)'", r"_warn\(\s*'(\w+)'",
-                r"warnings\['(\w+)'\]\s*="]
+                r"TransformError\(\s*'(\w+)'", r"warnings\['(\w+)'\]\s*="]
     files = [*sorted((root / 'ssc_ros').glob('*.py')), root / 'ssc_core' / 'frame_inputs.py',
              root / 'ssc_core' / 'predictor.py']
     return {kind for path in files for pattern in patterns for kind in re.findall(pattern, path.read_text())}
@@ -259,7 +263,7 @@ def test_every_problem_kind_is_in_the_table_and_the_readme():
     from ssc_ros.kinds import KINDS
     found = code_kinds()
     assert {'no_camera_info', 'size_mismatch', 'depth_too_far', 'stamp_backwards', 'input_lag',
-            'no_depth_in_grid', 'small_view', 'encoding'} <= found      # the scan sees each source
+            'no_depth_in_grid', 'small_view', 'encoding', 'tf_timeout', 'map_refused'} <= found  # each source
     assert found - set(KINDS) == set(), 'kinds missing in ssc_ros/kinds.py'
     readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
     table = readme[readme.index('| kind | when | frame |'):]

@@ -34,8 +34,8 @@ def test_full_size_frames_from_the_player_reach_the_node(checkpoint, probe, tmp_
     seq, depth = write_kitti_sequence(tmp_path / 'seq', tmp_path / 'depth', 10)
     bag = convert(seq, depth, tmp_path / 'bag', progress=False)
     probe.record(DiagnosticArray, '/diagnostics')
-    node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'diagnostics_period:=0.2', *REMAP),
-                 tmp_path / 'node.log')
+    node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'diagnostics_period:=0.2', *REMAP,
+                              tf=True), tmp_path / 'node.log')   # the camera's pose from the bag's /tf_static
     # Started together, as under ros2 launch: the player waits for the node's subscriptions.
     player = subprocess.run(player_command(bag), capture_output=True, text=True, timeout=120)
     assert player.returncode == 0, player.stderr

@@ -1,8 +1,9 @@
 """Bags with a stereo pair and no depth. A KITTI-style bag written by a third-party tool
-(rosbags; kitti2bag's topic names, bgr8 stereo pair, camera_info with a baseline, no depth topic),
-as rosbag2 and as ROS 1 .bag, replays through the built-in player to the running node: depth from
-the stereo pair, outputs stamped as the images. Our converter writes such bags from KITTI
-odometry stereo pairs (image_2 + image_3, P2/P3)."""
+(rosbags; kitti2bag's topic names, bgr8 stereo pair, camera_info with a baseline, no depth topic,
+kitti2bag's /tf world -> base_link and /tf_static written with every frame), as rosbag2 and as
+ROS 1 .bag, replays through the built-in player to the running node: depth from the stereo pair,
+the camera's pose and the map's from the bag's TF, outputs stamped as the images. Our converter
+writes such bags from KITTI odometry stereo pairs (image_2 + image_3, P2/P3)."""
 import signal
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from rosbags.rosbag2 import Writer as Writer2
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import Image, PointCloud2
 
-from ssc_core.presets import SMALL
+from ssc_core.geometry import quaternion_from_pose
+from ssc_core.presets import SMALL, base_from_grid
 from ssc_ros.bag import KITTI2BAG_TOPICS, TOPICS, bag_roles, main, message_class, parse_topic_mapping
+from ssc_ros.qos import LATCHED
 from ssc_ros.stereo_source import StereoDepthSource
 
 HEIGHT, WIDTH = SMALL.model.image_shape
@@ -24,6 +27,7 @@ DISPARITY = 8  # pixels: the right image is the scene shifted left by this much
 BASELINE = 0.54  # metres, KITTI's
 START_NS = 1_317_000_000 * 10**9
 FRAMES = 3
+TF = 'tf2_msgs/msg/TFMessage'
 REMAP = ['-r', 'image:=/camera/image', '-r', 'depth:=/camera/depth', '-r', 'camera_info:=/camera/camera_info']
 
 
@@ -40,10 +44,30 @@ def stamp_ns(msg) -> int:
     return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
 
+def tf_message(types, transforms, stamp: int, ros1: bool):
+    """[(parent, child, pose 4x4)] → a rosbags TFMessage stamped ``stamp`` (ns)."""
+    stamped = []
+    for parent, child, pose in transforms:
+        (x, y, z), (qx, qy, qz, qw) = quaternion_from_pose(pose)
+        header = types['std_msgs/msg/Header'](stamp=types['builtin_interfaces/msg/Time'](
+            sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=parent, **({'seq': 0} if ros1 else {}))
+        stamped.append(types['geometry_msgs/msg/TransformStamped'](
+            header=header, child_frame_id=child, transform=types['geometry_msgs/msg/Transform'](
+                translation=types['geometry_msgs/msg/Vector3'](x=x, y=y, z=z),
+                rotation=types['geometry_msgs/msg/Quaternion'](x=qx, y=qy, z=qz, w=qw))))
+    return types['tf2_msgs/msg/TFMessage'](transforms=stamped)
+
+
 def write_kitti2bag_style(path, ros1: bool):
-    """Write the bag as kitti2bag does (its topics and frame ids), with rosbags; returns left stamps."""
+    """Write the bag as kitti2bag does (its topics and frame ids, its TF: world -> base_link at each
+    frame, /tf_static rewritten with every frame), with rosbags; returns left stamps."""
     typestore = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
+    if ros1:   # the Noetic store lacks tf2_msgs; its definition is ROS 2's
+        typestore.register({TF: get_typestore(Stores.ROS2_KILTED).fielddefs[TF]})
     types = typestore.types
+    left_mount = base_from_grid(SMALL) @ np.linalg.inv(np.array(SMALL.cam_from_grid))   # on the ground
+    right_mount = left_mount.copy()
+    right_mount[:3, 3] += left_mount[:3, 0] * BASELINE   # along the left camera's x
     K = np.array(SMALL.cam_K, float)
     fx = K[0, 0]
     infos, stamps = {}, []
@@ -62,10 +86,19 @@ def write_kitti2bag_style(path, ros1: bool):
     with writer:
         conns = {key: writer.add_connection(topic, f'sensor_msgs/msg/{msgtypes[key]}', typestore=typestore)
                  for key, topic in KITTI2BAG_TOPICS.items()}
+        tf_conns = {topic: writer.add_connection(topic, TF, typestore=typestore)
+                    for topic in ('/tf', '/tf_static')}
         for i in range(FRAMES):
             left, right = stereo_scene(i)
             stamp = START_NS + i * 100_000_000
             stamps.append(stamp)
+            drive = np.eye(4)
+            drive[0, 3] = 1.0 * i
+            for topic, transforms in (('/tf_static', [('base_link', 'camera_color_left', left_mount),
+                                                       ('base_link', 'camera_color_right', right_mount)]),
+                                      ('/tf', [('world', 'base_link', drive)])):
+                message = tf_message(types, transforms, stamp, ros1)
+                writer.write(tf_conns[topic], stamp, serialize(message, TF))
             # The right camera's stamps differ slightly from the left's, as in KITTI raw.
             for side, image, t in (('left', left, stamp), ('right', right, stamp + 200_000)):
                 time_msg = types['builtin_interfaces/msg/Time'](sec=t // 10**9, nanosec=t % 10**9)
@@ -101,22 +134,28 @@ def test_third_party_stereo_bag_replays_through_the_node(ros1, checkpoint, tmp_p
     try:
         probe.record(PointCloud2, '/voxels')
         probe.record(Image, '/camera/depth')
-        node = start(node_command('-p', f'checkpoint:={checkpoint}', *REMAP), tmp_path / 'node.log')
+        probe.record(PointCloud2, '/map_voxels', LATCHED)
+        node = start(node_command('-p', f'checkpoint:={checkpoint}', '-p', 'map_frame:=world', *REMAP,
+                                  tf=True), tmp_path / 'node.log')
         probe.wait_connected('/voxels', timeout=30)
         # Looped, so that the probe (matched a moment after the node) sees every frame's depth too.
         player = subprocess.Popen([sys.executable, '-m', 'ssc_ros.bag', 'play', str(bag), '--rate', '0.5',
                                    '--loop'], stderr=subprocess.PIPE, text=True)
         try:
             probe.wait_for(lambda: probe.messages('/voxels')
+                           and any(m.width for m in probe.messages('/map_voxels'))
                            and {stamp_ns(m) for m in probe.messages('/camera/depth')} == set(stamps),
-                           30, "every frame's depth and the node's voxels")
+                           30, "every frame's depth, the node's voxels and its map")
             player.send_signal(signal.SIGINT)
             _, err = player.communicate(timeout=20)
         finally:
             player.kill()
         assert player.returncode == 0, err
         assert 'depth: from the stereo pair' in err and 'Traceback' not in err
+        assert ' TF messages (/tf, /tf_static)' in err and 'not played' not in err, err
         assert {stamp_ns(m) for m in probe.messages('/voxels')} <= set(stamps)
+        assert {m.header.frame_id for m in probe.messages('/voxels')} == {'base_link'}
+        assert {m.header.frame_id for m in probe.messages('/map_voxels')} == {'world'}
         depths = probe.messages('/camera/depth')
         assert {stamp_ns(m) for m in depths} == set(stamps)
         assert {m.header.frame_id for m in depths} == {'camera_color_left'}
@@ -129,9 +168,10 @@ def test_third_party_stereo_bag_replays_through_the_node(ros1, checkpoint, tmp_p
         probe.close()
 
 
-def test_convert_writes_kitti_stereo_pairs_whose_depth_the_player_computes(tmp_path):
+def test_convert_writes_kitti_stereo_pairs_whose_depth_the_player_computes(tmp_path, capsys):
     """image_2 + image_3 and calib.txt P2/P3 (KITTI's: cameras 2 and 3 offset from camera 0) →
-    left/right images and camera_info, no depth; the player's stereo source gets the depth back."""
+    left/right images and camera_info, no depth; the player's stereo source gets the depth back.
+    Without Tr in calib.txt the bag has no TF, and the converter says so."""
     from PIL import Image as PILImage
     from rclpy.serialization import deserialize_message
     from rosbags.highlevel import AnyReader
@@ -149,6 +189,7 @@ def test_convert_writes_kitti_stereo_pairs_whose_depth_the_player_computes(tmp_p
         for folder, image in zip(('image_2', 'image_3'), stereo_scene(i)):
             PILImage.fromarray(image).save(seq / folder / f'{i:06d}.png')
     main(['convert', str(seq), str(tmp_path / 'bag')])  # no depth folder: the stereo pair
+    assert 'calib.txt has no Tr: no /tf_static or /tf written' in capsys.readouterr().err
 
     source, depths = StereoDepthSource(), []
     with AnyReader([tmp_path / 'bag']) as reader:

@@ -57,6 +57,14 @@ def grid_poses(camera_poses: np.ndarray, cam_from_grid: np.ndarray) -> np.ndarra
     return np.linalg.inv(tr) @ np.asarray(camera_poses, np.float64) @ tr
 
 
+def base_poses(world_from_grid: np.ndarray, base_from_grid: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) grid poses in the world (the first grid frame) and the grid frame's mount on a
+    base frame (4, 4) → (N, 4, 4) base poses in the world's base frame (the first base frame,
+    ROS's ``odom``): ``base_from_grid @ world_from_grid @ inv(base_from_grid)``."""
+    mount = np.asarray(base_from_grid, np.float64)
+    return mount @ np.asarray(world_from_grid, np.float64) @ np.linalg.inv(mount)
+
+
 def read_times(path, num_frames: int) -> np.ndarray:
     """``times.txt`` → (N,) float64 seconds of each image (PoseError naming file and line when
     it is shorter than ``num_frames``, unreadable, not finite or going back)."""

@@ -22,12 +22,12 @@ import numpy as np
 from PIL import Image
 
 from ..labels import CLASS_COLORS, SEMANTIC_KITTI_CLASSES, SEMANTIC_KITTI_LEARNING_MAP_INV
-from ..presets import SEMANTIC_KITTI
+from ..presets import KITTI_LIDAR_HEIGHT, SEMANTIC_KITTI
 
 GRID_SHAPE = (256, 256, 32)
 VOXEL_SIZE = 0.2
 VOXEL_ORIGIN = np.array((0.0, -25.6, -2.0))
-GROUND_Z = -1.73          # road surface in the velodyne frame (lidar 1.73 m above the road)
+GROUND_Z = -KITTI_LIDAR_HEIGHT   # road surface in the velodyne frame
 ROAD_HALF_WIDTH = 4.0
 SIDEWALK_OUTER = 6.5
 SIDEWALK_HEIGHT = 0.15

@@ -277,11 +277,7 @@ class SemanticMap:
         """Every voxel of the map: map voxel coordinates (N, 3) int64 and classes (N,) uint8
         (with ``known_only``, the voxels with evidence); see :meth:`centres`."""
         slots = self.used.nonzero()[:, 0]
-        state = self.state[slots]
-        factor = self._decay_factor(slots, self.last_stamp)
-        if factor is not None:
-            state = evidence.decay(state, factor)
-        labels = evidence.best(state).reshape(-1)
+        labels = self._labels_of(slots).reshape(-1)
         b = self.block_size
         local = torch.from_numpy(np.indices((b, b, b)).reshape(3, -1).T).to(self.device)
         coords = (self.coords[slots][:, None] * b + local[None]).reshape(-1, 3)
@@ -289,6 +285,35 @@ class SemanticMap:
             keep = labels != UNKNOWN
             labels, coords = labels[keep], coords[keep]
         return coords.cpu().numpy(), labels.cpu().numpy()
+
+    def labels_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """The map as one dense array over the box of its blocks: labels (X, Y, Z) uint8 (UNKNOWN
+        where there is no evidence) and the map voxel coordinates (3,) int64 of its voxel
+        (0, 0, 0), whose centre is ``centres(corner)``. An empty map gives a (0, 0, 0) box.
+
+        What the node publishes the map from (a cloud, a bird's-eye map): one byte per voxel of
+        the box (a 60 m radius at 0.2 m, 600 x 600 x 40 voxels, is 14 MB), not coordinates per voxel.
+        """
+        slots = self.used.nonzero()[:, 0]
+        if not len(slots):
+            return np.full((0, 0, 0), UNKNOWN, np.uint8), np.zeros(3, np.int64)
+        b = self.block_size
+        labels = self._labels_of(slots).reshape(-1, b, b, b).cpu().numpy()
+        coords = self.coords[slots].cpu().numpy()
+        first = coords.min(0)
+        rel = coords - first
+        extent = rel.max(0) + 1
+        box = np.full((extent[0], b, extent[1], b, extent[2], b), UNKNOWN, np.uint8)
+        box[rel[:, 0], :, rel[:, 1], :, rel[:, 2], :] = labels   # block n, voxel (x, y, z) -> (X, Y, Z)
+        return box.reshape(extent * b), first * b
+
+    def _labels_of(self, slots: torch.Tensor) -> torch.Tensor:
+        """(len(slots), block_voxels) uint8 best class of each voxel of ``slots`` as of the last stamp."""
+        state = self.state[slots]
+        factor = self._decay_factor(slots, self.last_stamp)
+        if factor is not None:
+            state = evidence.decay(state, factor)
+        return evidence.best(state)
 
     def centres(self, voxels: np.ndarray) -> np.ndarray:
         """Map voxel coordinates (N, 3) → their centres (N, 3) float32, world metres."""

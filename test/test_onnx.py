@@ -197,7 +197,7 @@ def test_node_runs_with_onnxruntime(exported, tmp_path):
             pubs[2].publish(conv.depth_image_msg(depth, header))
             time.sleep(1.0)
         probe.wait_for(lambda: probe.messages('/voxels'), 30, 'voxels from the onnxruntime node')
-        assert probe.messages('/voxels')[0].header.frame_id == 'velodyne'
+        assert probe.messages('/voxels')[0].header.frame_id == 'base_link'  # grid_frame's default
         node.terminate()
         node.wait(timeout=20)
         assert 'onnxruntime (CPUExecutionProvider' in (tmp_path / 'node.log').read_text()

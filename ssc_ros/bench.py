@@ -272,8 +272,8 @@ def bench_map(frames: int, publish_every: int) -> None:
     """Per frame: TF lookups, map integration; per publication: the map's messages, built and
     published on latched publishers (no subscriber); full-size SemanticKITTI grid, 1 m per frame."""
     import rclpy
-    from geometry_msgs.msg import TransformStamped
     from nav_msgs.msg import OccupancyGrid
+    from rclpy.time import Time
     from sensor_msgs.msg import PointCloud2
     from std_msgs.msg import Header
     from tf2_ros import Buffer
@@ -282,7 +282,6 @@ def bench_map(frames: int, publish_every: int) -> None:
     from ssc_core.data.poses import base_poses
     from ssc_core.data.sample import street_frame
     from ssc_core.frame_inputs import project_grids
-    from ssc_core.geometry import quaternion_from_pose
     from ssc_core.mapping import UNKNOWN, SemanticMap, occupied_points
     from ssc_core.presets import SEMANTIC_KITTI, base_from_grid
     from ssc_core.tools.bench_map import drive
@@ -290,7 +289,7 @@ def bench_map(frames: int, publish_every: int) -> None:
     from .conversions import OutputMessages
     from .live_map import LiveMap
     from .qos import LATCHED
-    from .transforms import FrameTransforms
+    from .transforms import FrameTransforms, transform_stamped
 
     preset = SEMANTIC_KITTI
     street = street_frame(preset)
@@ -299,13 +298,7 @@ def bench_map(frames: int, publish_every: int) -> None:
     mount = base_from_grid(preset)
 
     def stamped(parent, child, pose, stamp_ns):
-        (x, y, z), (qx, qy, qz, qw) = quaternion_from_pose(pose)
-        msg = TransformStamped()
-        msg.header.frame_id, msg.child_frame_id = parent, child
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
-        t, q = msg.transform.translation, msg.transform.rotation
-        t.x, t.y, t.z, q.x, q.y, q.z, q.w = map(float, (x, y, z, qx, qy, qz, qw))
-        return msg
+        return transform_stamped(parent, child, pose, Time(nanoseconds=stamp_ns).to_msg())
     buffer = Buffer()
     base_from_camera = mount @ np.linalg.inv(street.cam_from_grid)
     buffer.set_transform_static(stamped('base_link', 'camera', base_from_camera, 0), 'bench')

@@ -7,8 +7,9 @@ hand in tests — and turns each failure into one problem kind of :mod:`ssc_ros.
 names the frames, the stamp and tf2's own message.
 """
 import numpy as np
+from geometry_msgs.msg import TransformStamped
 
-from ssc_core.geometry import pose_from_quaternion
+from ssc_core.geometry import pose_from_quaternion, quaternion_from_pose
 
 try:
     import tf2_ros
@@ -32,6 +33,17 @@ def transform_matrix(transform) -> np.ndarray:
     """A ``geometry_msgs/Transform`` → (4, 4) float64 pose (the child frame in the parent frame)."""
     t, q = transform.translation, transform.rotation
     return pose_from_quaternion((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
+
+
+def transform_stamped(parent: str, child: str, pose: np.ndarray, stamp) -> TransformStamped:
+    """A rigid (4, 4) pose of ``child`` in ``parent`` at ``stamp`` (a ``builtin_interfaces/Time``)
+    → a ``geometry_msgs/TransformStamped`` (:func:`transform_matrix` inverts its transform)."""
+    (x, y, z), (qx, qy, qz, qw) = quaternion_from_pose(np.reshape(pose, (4, 4)))
+    msg = TransformStamped()
+    msg.header.frame_id, msg.header.stamp, msg.child_frame_id = parent, stamp, child
+    t, q = msg.transform.translation, msg.transform.rotation
+    t.x, t.y, t.z, q.x, q.y, q.z, q.w = map(float, (x, y, z, qx, qy, qz, qw))
+    return msg
 
 
 class FrameTransforms:

@@ -7,15 +7,14 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import TransformStamped
 from ros_helpers import diagnostics_values, node_command, start
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from tf2_ros import StaticTransformBroadcaster, TransformBroadcaster
 
-from ssc_core.geometry import quaternion_from_pose
 from ssc_core.presets import SMALL, base_from_grid
 from ssc_ros import conversions as conv
+from ssc_ros.transforms import transform_stamped
 
 pytestmark = pytest.mark.ros
 
@@ -23,15 +22,6 @@ REMAP = ['-r', 'image:=/camera/image', '-r', 'depth:=/camera/depth', '-r', 'came
 BLOCK_TF2 = ("import sys, runpy; sys.modules.update(dict.fromkeys(('tf2_ros', 'tf2_py', 'tf2_msgs'))); "
              "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)")
 """python -c BLOCK_TF2 MODULE ARGS: runs MODULE as if tf2 were not installed (its imports fail)."""
-
-
-def transform(parent, child, pose, stamp) -> TransformStamped:
-    (x, y, z), (qx, qy, qz, qw) = quaternion_from_pose(pose)
-    msg = TransformStamped()
-    msg.header.frame_id, msg.header.stamp, msg.child_frame_id = parent, stamp, child
-    t, q = msg.transform.translation, msg.transform.rotation
-    t.x, t.y, t.z, q.x, q.y, q.z, q.w = map(float, (x, y, z, qx, qy, qz, qw))
-    return msg
 
 
 class Robot:
@@ -45,7 +35,7 @@ class Robot:
         mount = base_from_grid(SMALL) @ np.linalg.inv(np.array(SMALL.cam_from_grid))   # KITTI's, on a base
         self.static = StaticTransformBroadcaster(probe.node)
         now = probe.node.get_clock().now().to_msg()
-        self.static.sendTransform(transform('base_link', 'camera', mount, now))
+        self.static.sendTransform(transform_stamped('base_link', 'camera', mount, now))
         self.moving = TransformBroadcaster(probe.node)
         self.x = 0.0
 
@@ -55,7 +45,7 @@ class Robot:
             self.x += 0.4
             pose = np.eye(4)
             pose[0, 3] = self.x
-            self.moving.sendTransform(transform('odom', 'base_link', pose, header.stamp))
+            self.moving.sendTransform(transform_stamped('odom', 'base_link', pose, header.stamp))
         self.pubs[2].publish(CameraInfo(header=header, k=list(np.ravel(SMALL.cam_K)), width=320, height=96))
         self.pubs[0].publish(conv.rgb_image_msg(np.full((96, 320, 3), 120, np.uint8), header))
         self.pubs[1].publish(conv.depth_image_msg(np.full((96, 320), 8.0, np.float32), header))

@@ -11,21 +11,10 @@ import signal
 import sys
 import threading
 
-import numpy as np
 import rclpy
-from geometry_msgs.msg import TransformStamped
 from tf2_ros import StaticTransformBroadcaster, TransformBroadcaster
 
-from ssc_core.geometry import quaternion_from_pose
-
-
-def transform(parent, child, pose, stamp) -> TransformStamped:
-    (x, y, z), (qx, qy, qz, qw) = quaternion_from_pose(np.reshape(pose, (4, 4)))
-    msg = TransformStamped()
-    msg.header.frame_id, msg.header.stamp, msg.child_frame_id = parent, stamp, child
-    t, q = msg.transform.translation, msg.transform.rotation
-    t.x, t.y, t.z, q.x, q.y, q.z, q.w = map(float, (x, y, z, qx, qy, qz, qw))
-    return msg
+from ssc_ros.transforms import transform_stamped
 
 
 def main():
@@ -37,12 +26,13 @@ def main():
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     static = StaticTransformBroadcaster(node)
-    static.sendTransform([transform(*t, node.get_clock().now().to_msg()) for t in spec.get('static', [])])
+    now = node.get_clock().now().to_msg()
+    static.sendTransform([transform_stamped(*t, now) for t in spec.get('static', [])])
     moving = TransformBroadcaster(node)
     while not stop.wait(1.0 / spec.get('hz', 20)):
         stamp = node.get_clock().now().to_msg()
         if spec.get('moving'):
-            moving.sendTransform([transform(*t, stamp) for t in spec['moving']])
+            moving.sendTransform([transform_stamped(*t, stamp) for t in spec['moving']])
     node.destroy_node()
     rclpy.try_shutdown()
 

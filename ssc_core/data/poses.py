@@ -27,13 +27,8 @@ def read_poses(path, num_frames: int | None = None) -> np.ndarray:
     Every problem is a PoseError naming the file and the line.
     """
     path = Path(path)
-    if not path.is_file():
-        raise PoseError(f'{path}: poses missing (expected one line of 12 numbers per image)')
     poses = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f'{path}:{number}'
+    for where, line in _lines(path, 'poses', 'one line of 12 numbers per image'):
         try:
             values = np.array([float(v) for v in line.split()])
         except ValueError:
@@ -48,6 +43,15 @@ def read_poses(path, num_frames: int | None = None) -> np.ndarray:
         raise PoseError(f'{path}: {len(poses)} poses for a sequence of {num_frames} images '
                         f'(line {len(poses) + 1} missing)')
     return np.stack(poses) if poses else np.zeros((0, 4, 4))
+
+
+def _lines(path: Path, what: str, expected: str):
+    """(``FILE:LINE``, text) of each non-blank line of a text file; PoseError when it is missing."""
+    if not path.is_file():
+        raise PoseError(f'{path}: {what} missing (expected {expected})')
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            yield f'{path}:{number}', line
 
 
 def grid_poses(camera_poses: np.ndarray, cam_from_grid: np.ndarray) -> np.ndarray:
@@ -69,18 +73,14 @@ def read_times(path, num_frames: int) -> np.ndarray:
     """``times.txt`` → (N,) float64 seconds of each image (PoseError naming file and line when
     it is shorter than ``num_frames``, unreadable, not finite or going back)."""
     path = Path(path)
-    if not path.is_file():
-        raise PoseError(f'{path}: times missing (expected one time in seconds per image)')
     times = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+    for where, line in _lines(path, 'times', 'one time in seconds per image'):
         try:
             value = float(line)
         except ValueError:
-            raise PoseError(f'{path}:{number}: unreadable time {line[:40]!r}') from None
+            raise PoseError(f'{where}: unreadable time {line[:40]!r}') from None
         if not np.isfinite(value) or (times and value < times[-1]):
-            raise PoseError(f'{path}:{number}: time {value} is not finite or goes back')
+            raise PoseError(f'{where}: time {value} is not finite or goes back')
         times.append(value)
     if len(times) < num_frames:
         raise PoseError(f'{path}: {len(times)} times for a sequence of {num_frames} images '

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssc_core.mapping import MapError, SemanticMap, occupied_points, save_map, write_ply
+from ssc_core.mapping import PoseJump, SemanticMap, occupied_points, save_map, write_ply
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,8 @@ class LiveMap:
                 self.max_speed * elapsed + m.voxel_size
             try:
                 m.integrate(labels, observed, map_from_grid, stamp)
-            except MapError as e:
-                if 'jumped' not in str(e):
-                    raise
-                raise MapError(f'{e}: faster than map_max_speed {self.max_speed:g} m/s over '
+            except PoseJump as e:
+                raise PoseJump(f'{e}: faster than map_max_speed {self.max_speed:g} m/s over '
                                f'{elapsed:.2f} s') from None
 
     def reset(self) -> None:
@@ -85,8 +83,7 @@ class LiveMap:
         with self.lock:
             npz = save_map(self.map, stem.with_name(stem.name + '.npz'))
             centres, classes = occupied_points(self.map)
-            ply = write_ply(stem.with_name(stem.name + '.ply'), centres, classes, self.map.class_names)
-        return npz, ply
+        return npz, write_ply(stem.with_name(stem.name + '.ply'), centres, classes, self.map.class_names)
 
     def wait_time(self) -> float:
         """Seconds until the next publication is due (0: now)."""

@@ -6,6 +6,7 @@ voxels), the evidence rule (:mod:`~ssc_core.mapping.evidence`), files (:func:`sa
 """
 from .evidence import UNKNOWN
 from .files import load_map, occupied_points, save_map, write_ply
-from .semantic_map import MapError, SemanticMap
+from .semantic_map import MapError, PoseJump, SemanticMap
 
-__all__ = ['UNKNOWN', 'MapError', 'SemanticMap', 'load_map', 'occupied_points', 'save_map', 'write_ply']
+__all__ = ['UNKNOWN', 'MapError', 'PoseJump', 'SemanticMap', 'load_map', 'occupied_points', 'save_map',
+           'write_ply']

@@ -39,6 +39,10 @@ class MapError(ValueError):
     """A frame, pose or file the map refuses; the map is left as it was."""
 
 
+class PoseJump(MapError):
+    """A frame refused because its pose moved more than ``max_jump`` since the last frame."""
+
+
 class SemanticMap:
     """Fuses labelled voxel grids into one map.
 
@@ -166,7 +170,7 @@ class SemanticMap:
         if self.last_pose is not None and self.max_jump is not None:
             jump = float(np.linalg.norm(pose[:3, 3] - self.last_pose[:3, 3]))
             if jump > self.max_jump:
-                raise MapError(f'frame refused: the pose jumped {jump:.2f} m since the last frame '
+                raise PoseJump(f'frame refused: the pose jumped {jump:.2f} m since the last frame '
                                f'(max_jump {self.max_jump:g} m; relocalised? reset the map)')
         return pose
 

@@ -22,7 +22,7 @@ setup(
         (f'share/{PACKAGE}/launch', glob('launch/*.py')),
         (f'share/{PACKAGE}/config', glob('config/*')),
     ],
-    package_data={'ssc_core': ['configs/*.yaml', 'configs/*/*.yaml', 'weights/*.safetensors']},
+    package_data={'ssc_core': ['configs/*.yaml', 'configs/*/*.yaml', 'weights/*.safetensors', 'mapping/*.c']},
     install_requires=['setuptools'],
     zip_safe=True,
     entry_points={

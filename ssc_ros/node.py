@@ -169,7 +169,7 @@ class SSCNode(Node):
             line = (f'use_tf: the camera\'s pose in {grid} from tf2 at each image\'s stamp (its frame_id; '
                     f'tf_timeout {self.params["tf_timeout"]:g} s)')
             if self.live_map is not None:
-                line += f'; semantic map in {self.params["map_frame"]}'
+                line += f'; semantic map in {self.params["map_frame"]} ({self.live_map.map.kernels})'
             return line
         why = (f'tf2_ros does not import ({TF2_IMPORT_ERROR})' if TF2_IMPORT_ERROR
                else 'use_tf:=false')

@@ -87,9 +87,10 @@ def test_eager_and_dense_fusion_agree():
     torch.manual_seed(0)
     blocks, voxels = 40, 64
     state = evidence.empty_state((blocks * voxels,), 3)
-    for _ in range(20):
-        n = blocks * voxels
-        state = evidence.observe(state, torch.randint(0, 6, (n,)), torch.randint(0, 100, (n,)))
+    n = blocks * voxels
+    for _ in range(20):   # a quarter of the voxels never seen (slot 0 empty, as UNKNOWN codes read)
+        state = evidence.observe(state, torch.randint(0, 6, (n,)), torch.randint(0, 100, (n,)),
+                                 seen=torch.arange(n) % 4 > 0)
     state = state.reshape(blocks, voxels, -1)
     for per_voxel in (False, True):
         for _ in range(5):
@@ -100,6 +101,69 @@ def test_eager_and_dense_fusion_agree():
             dense = kernels.fuse(state, code, weight)
             assert torch.equal(dense, kernels.fuse_sparse(state, code, weight))
             state = dense
+
+
+@pytest.mark.parametrize('slots', [1, 2, 3, 5])
+def test_the_best_class_stays_in_the_first_slot(slots):
+    """Whatever is observed (ties, evictions, zero weights), slot 0 holds a class with the most
+    evidence: its deficit is 0 wherever the voxel has evidence."""
+    rng = np.random.default_rng(slots)
+    n = 20000
+    state = evidence.empty_state((n,), slots)
+    for _ in range(30):
+        z = torch.from_numpy(rng.integers(0, 6, n))
+        w = torch.from_numpy(rng.integers(0, 100, n))
+        state = evidence.observe(state, z, w, seen=torch.from_numpy(rng.random(n) < 0.7))
+        has_evidence = state[:, 2 * slots] > 0
+        assert not bool((has_evidence & (state[:, slots] != 0)).any())
+        assert not bool((has_evidence & (state[:, 0] == evidence.EMPTY_SLOT)).any())
+
+
+@pytest.mark.parametrize('slots, block_size', [(3, 8), (1, 4), (5, 16)])
+def test_native_and_torch_kernels_build_the_same_map(slots, block_size):
+    """The C pass and the torch kernels, bit for bit: rotations, per-voxel confidences, unobserved
+    voxels, decay and the radius over a drive."""
+    rng = np.random.default_rng(0)
+    kw = dict(slots=slots, block_size=block_size, half_life=2.0, radius=12.0)
+    maps = [new_map(kernels='native', **kw), new_map(kernels='torch', **kw)]
+    assert [m.kernels.kind for m in maps] == ['native', 'torch']
+    truth = random_labels(1)
+    for i in range(12):
+        labels = np.where(rng.random(SHAPE) < 0.1, random_labels(i), truth)
+        seen = rng.random(SHAPE) < 0.8
+        confidence = rng.uniform(0.05, 1.0, SHAPE).astype(np.float32) if i % 2 else None
+        world_from_grid = pose(7.0 * i + rng.normal(0, 2), (0.45 * i, 0.13 * i, rng.normal(0, 0.1)))
+        for m in maps:
+            m.integrate(labels, seen, world_from_grid, 0.5 * i, confidence=confidence)
+    native_map, torch_map = maps
+    for name in ('coords', 'used', 'decayed_at', 'state'):
+        assert torch.equal(getattr(native_map, name), getattr(torch_map, name)), name
+    assert native_map.num_blocks > 0
+
+
+def test_kernels_choice_and_a_missing_compiler(tmp_path):
+    """auto takes the C pass where a compiler builds it and torch otherwise, saying why; native
+    without it is refused with the reason; the kinds are checked."""
+    from ssc_core.mapping import native
+    expected = "kernels: expected one of auto, native, torch, torch_compile, got 'c'"
+    with pytest.raises(ValueError, match=expected):
+        new_map(kernels='c')
+    with pytest.raises(ValueError, match='kernels native: it runs on the CPU, not cuda'):
+        kernels.Kernels('native', 'cuda')
+    assert kernels.Kernels('auto', 'cuda').kind == 'torch'
+    assert new_map().kernels.kind == 'native'
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('CC', str(tmp_path / 'no-such-cc'))
+        mp.setenv('SSC_CACHE_DIR', str(tmp_path / 'cache'))
+        native.library.cache_clear()
+        try:
+            fallback = new_map().kernels
+            assert fallback.kind == 'torch' and 'could not build' in str(fallback)
+            with pytest.raises(ValueError, match='kernels native: could not build .*no-such-cc'):
+                new_map(kernels='native')
+        finally:
+            native.library.cache_clear()
+    assert new_map(kernels='native').kernels.kind == 'native'
 
 
 def test_a_frame_comes_back_where_it_was_seen():

@@ -86,9 +86,10 @@ def test_map_of_a_sequence_as_npz_ply_and_picture(street, tmp_path):
 
 
 def test_bench_map_prints_times_and_memory():
-    out = run_tool('bench_map', '--preset', 'small', '--frames', 60, '--radius', 30, '--device', 'cpu')
+    out = run_tool('bench_map', '--preset', 'small', '--frames', 60, '--radius', 30, '--device', 'cpu',
+                   '--kernels', 'native,torch')
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith('cpu ')]
-    assert [r[2] for r in rows] == ['30', '-']   # bounded, then unbounded
-    bounded, unbounded = (float(r[-1]) for r in rows)   # MiB after 50 frames
-    assert 0 < bounded < unbounded
+    assert [r[1:3] for r in rows] == [['native', '30'], ['native', '-'], ['torch', '30'], ['torch', '-']]
+    memory = [float(r[-1]) for r in rows]   # MiB after 50 frames: bounded, unbounded; the same map
+    assert 0 < memory[0] < memory[1] and memory[:2] == memory[2:]
     assert all(float(v) > 0 for r in rows for v in r[4:8])

@@ -78,14 +78,19 @@ def observe(state: torch.Tensor, label: torch.Tensor, weight,
     found = match[0]
     for m in match[1:]:
         found = found | m
-    # a class not in a slot takes the worst slot (an unused one first) with the deficit of rest
-    worst_value = torch.where(classes[0] == EMPTY_SLOT, CLAMP + 1, d[0])
-    worst = torch.zeros_like(z)
-    for i in range(1, k):
+    # a class not in a slot takes the worst slot after the first (an unused one first) with the
+    # deficit of rest; with one slot, the first, if it overtakes the best class there
+    start = min(1, k - 1)
+    worst_value = torch.where(classes[start] == EMPTY_SLOT, CLAMP + 1, d[start])
+    worst = torch.full_like(z, start)
+    for i in range(start + 1, k):
         value = torch.where(classes[i] == EMPTY_SLOT, CLAMP + 1, d[i])
         worse = value > worst_value
         worst = torch.where(worse, i, worst)
         worst_value = torch.where(worse, value, worst_value)
+    if k == 1:
+        behind = ~found & (w <= rest)    # it does not overtake: nothing changes
+        seen = ~behind if seen is None else seen & ~behind
     slot = []
     d_z = torch.zeros_like(rest)
     for i in range(k):

@@ -42,7 +42,7 @@ def save_map(semantic_map: SemanticMap, path) -> Path:
     return path
 
 
-def load_map(path, voxel_size: float | None = None, class_names=None, device='cpu', compile: bool = False,
+def load_map(path, voxel_size: float | None = None, class_names=None, device='cpu', kernels: str = 'auto',
              **policies) -> SemanticMap:
     """Read a map written by :func:`save_map`.
 
@@ -75,7 +75,7 @@ def load_map(path, voxel_size: float | None = None, class_names=None, device='cp
         raise ValueError(f'load_map: only {", ".join(POLICIES)} can be changed, not {", ".join(unknown)}')
     settings = {name: meta.get(name) for name in SETTINGS} | policies
     try:
-        semantic_map = SemanticMap(**settings, device=device, compile=compile)
+        semantic_map = SemanticMap(**settings, device=device, kernels=kernels)
     except (TypeError, ValueError) as e:
         raise MapError(f'{path}: bad settings ({e})') from None
     _restore(semantic_map, arrays, meta, path)

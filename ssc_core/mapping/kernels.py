@@ -1,8 +1,11 @@
-"""The map's per-voxel work as dense tensor functions (no data-dependent shapes), so that
-``torch.compile`` can fuse each into one loop; :class:`Kernels` runs them eager or compiled."""
+"""The map's per-voxel work as dense tensor functions (no data-dependent shapes, so that
+``torch.compile`` can fuse each into one loop) and :class:`Kernels`, which runs them eager,
+compiled, or in place of them the C pass of :mod:`~ssc_core.mapping.native`."""
+from typing import NamedTuple
+
 import torch
 
-from . import evidence
+from . import evidence, native
 from .evidence import UNKNOWN
 
 
@@ -45,7 +48,7 @@ def fuse_sparse(state: torch.Tensor, code: torch.Tensor, weight) -> torch.Tensor
     code = code.reshape(-1)
     per_voxel = isinstance(weight, torch.Tensor)
     weight = weight.reshape(-1) if per_voxel else weight
-    again = flat[:, 0] == code
+    again = (flat[:, 0] == code) & (code != UNKNOWN)   # slot 0 of a voxel without evidence is 255 too
     rows = again.nonzero()[:, 0]
     tail = flat[rows, k + 1:]
     if per_voxel:
@@ -84,15 +87,71 @@ def map_rows(start: torch.Tensor, axes: list[torch.Tensor], table: torch.Tensor,
     return slots.clamp_min(0) * block_size ** 3 + inner.long(), found
 
 
-class Kernels:
-    """:func:`frame_codes`, the fusion and :func:`map_rows`, eager (:func:`fuse_sparse`) or
-    through ``torch.compile`` (:func:`fuse`; compiled once per process and shape class, the first
-    call takes seconds to a minute)."""
+KINDS = ('auto', 'native', 'torch', 'torch_compile')
 
-    def __init__(self, compile: bool = False):
-        if compile:
-            self.frame_codes = torch.compile(frame_codes, dynamic=True)
-            self.fuse = torch.compile(fuse, dynamic=True)
-            self.map_rows = torch.compile(map_rows, dynamic=True)
-        else:
-            self.frame_codes, self.fuse, self.map_rows = frame_codes, fuse_sparse, map_rows
+
+class Kernels:
+    """The map's per-voxel work, in one of KINDS: ``native`` (CPU only: one pass in C over the
+    blocks' voxels, in place, on torch's thread count; :mod:`~ssc_core.mapping.native`), ``torch``
+    (eager tensor functions: :func:`frame_codes`, :func:`fuse_sparse`), ``torch_compile`` (the same
+    through ``torch.compile``: :func:`fuse`; compiled once per process and shape class, the first
+    call takes seconds to a minute), ``auto`` (native on a CPU where a C compiler builds it, else
+    torch). Integration is :meth:`locate`, then the caller allocates the blocks it says are seen,
+    then :meth:`fuse`; :func:`map_rows` serves crops."""
+
+    def __init__(self, kind: str = 'auto', device='cpu'):
+        if kind not in KINDS:
+            raise ValueError(f'kernels: expected one of {", ".join(KINDS)}, got {kind!r}')
+        cpu = torch.device(device).type == 'cpu'
+        self.why_not_native = ''
+        if kind in ('auto', 'native'):
+            reason = native.library()[1] if cpu else f'it runs on the CPU, not {device}'
+            if kind == 'native' and reason:
+                raise ValueError(f'kernels native: {reason}')
+            kind, self.why_not_native = ('torch', reason) if reason else ('native', '')
+        self.kind = kind
+        compiled = kind == 'torch_compile'
+        self._frame_codes = torch.compile(frame_codes, dynamic=True) if compiled else frame_codes
+        self._fuse = torch.compile(fuse, dynamic=True) if compiled else fuse_sparse
+        self.map_rows = torch.compile(map_rows, dynamic=True) if compiled else map_rows
+
+    def __str__(self) -> str:
+        """'kernels KIND', and why not native where auto could not have it."""
+        return f'kernels {self.kind}' + (f' ({self.why_not_native})' if self.why_not_native else '')
+
+    def locate(self, labels: torch.Tensor, observed: torch.Tensor, base: torch.Tensor,
+               steps: torch.Tensor) -> 'Located':
+        """Where the map voxels of B blocks fall in the frame of ``labels`` (X, Y, Z) uint8,
+        evidence where ``observed`` (X, Y, Z) bool; ``base`` (B, 3) and ``steps`` (V, 3) as in
+        :func:`frame_codes`. ``.seen`` (B,) bool: the blocks holding the centre of an observed voxel."""
+        if self.kind == 'native':
+            labels, observed, steps = labels.contiguous(), observed.contiguous(), steps.T.contiguous()
+            return Located(native.blocks_seen(observed, base, steps), labels, observed, base, steps)
+        codes = torch.nn.functional.pad(torch.where(observed, labels, UNKNOWN), (1, 1) * 3, value=UNKNOWN)
+        index, code, seen = self._frame_codes(codes.reshape(-1), base, steps, codes.shape)
+        return Located(seen, labels, observed, base, steps, index, code)
+
+    def fuse(self, state: torch.Tensor, slots: torch.Tensor, located: 'Located', weight) -> None:
+        """Fuse the frame into ``state`` (S, V, W) uint8, in place, at ``slots`` (H,) int64 of the
+        ``located.seen`` blocks; ``weight``: an int, or (X, Y, Z) int16 deficit units."""
+        seen = located.seen
+        if self.kind == 'native':
+            weight = weight.contiguous() if isinstance(weight, torch.Tensor) else weight
+            native.fuse_blocks(state, slots, located.labels, located.observed, weight,
+                               located.base[seen].contiguous(), located.steps)
+            return
+        index, code = located.index[seen], located.code[seen]
+        if isinstance(weight, torch.Tensor):
+            weight = torch.nn.functional.pad(weight, (1, 1) * 3).reshape(-1)[index]
+        state[slots] = self._fuse(state[slots], code, weight)
+
+
+class Located(NamedTuple):
+    """What :meth:`Kernels.locate` found, for :meth:`Kernels.fuse`."""
+    seen: torch.Tensor
+    labels: torch.Tensor
+    observed: torch.Tensor
+    base: torch.Tensor
+    steps: torch.Tensor
+    index: torch.Tensor | None = None    # torch kinds: frame_codes' index and code
+    code: torch.Tensor | None = None

@@ -62,14 +62,15 @@ class SemanticMap:
         max_jump: metres between consecutive poses beyond which a frame is refused as a
             teleport (None: no check).
         device: where the evidence lives.
-        compile: run the per-voxel work through ``torch.compile`` (fused loops: several times
-            faster on a CPU; the first frame then compiles, seconds to a minute).
+        kernels: how the per-voxel work runs, one of :data:`~ssc_core.mapping.kernels.KINDS`
+            (``auto``: in C on a CPU where a compiler builds it, else torch; see
+            :class:`~ssc_core.mapping.kernels.Kernels`).
     """
 
     def __init__(self, voxel_size: float, class_names, grid_origin, block_size: int = 8, slots: int = 3,
                  hit_probability: float = 0.7, change_after: float = 4, half_life: float | None = None,
                  radius: float | None = None, max_jump: float | None = 10.0, device='cpu',
-                 compile: bool = False):
+                 kernels: str = 'auto'):
         num_classes = len(class_names)
         checks = {'voxel_size': (voxel_size > 0, '> 0'),
                   'block_size': (block_size in (2, 4, 8, 16, 32), 'one of 2, 4, 8, 16, 32'),
@@ -92,7 +93,7 @@ class SemanticMap:
         self.radius = radius
         self.max_jump = max_jump
         self.device = torch.device(device)
-        self.kernels = Kernels(compile)
+        self.kernels = Kernels(kernels, self.device)
         hit = evidence.observation_weight(hit_probability, num_classes)    # nats
         self.unit = (self.change_after - 0.5) * hit / evidence.CLAMP        # nats per deficit unit
         self.hit_weight = evidence.to_units(hit, self.unit)
@@ -206,21 +207,15 @@ class SemanticMap:
         """Integrate the frame, whose observed voxels lie in the index box [lo, hi)."""
         rotation, offset = self._grid_to_map(pose)
         blocks = self._blocks_near(rotation, offset, lo, hi)
-        padded = tuple(n + 2 for n in labels.shape)
-        codes = torch.nn.functional.pad(torch.where(observed, labels, UNKNOWN), (1, 1) * 3, value=UNKNOWN)
         b = self.block_size
         base = (blocks.cpu().numpy() * b + 0.5 - offset) @ rotation + 1 + TIE   # padded frame voxel units
         steps = np.indices((b, b, b)).reshape(3, -1).T @ rotation
-        index, code, hit = self.kernels.frame_codes(codes.reshape(-1), self._float(base), self._float(steps),
-                                                    padded)
-        if not bool(hit.any()):
+        located = self.kernels.locate(labels, observed, self._float(base), self._float(steps))
+        if not bool(located.seen.any()):
             return
-        blocks, index, code = blocks[hit], index[hit], code[hit]
-        slots = self._allocate(blocks)
+        slots = self._allocate(blocks[located.seen])
         self._decay(slots, stamp)
-        if not isinstance(weight, int):
-            weight = torch.nn.functional.pad(weight, (1, 1) * 3).reshape(-1)[index]
-        self.state[slots] = self.kernels.fuse(self.state[slots], code, weight)
+        self.kernels.fuse(self.state, slots, located, weight)
 
     def _blocks_near(self, rotation, offset, lo, hi) -> torch.Tensor:
         """(B, 3) int64 coordinates of the map blocks that may hold a centre of the frame voxels
@@ -409,8 +404,9 @@ def _corners(lo, hi) -> np.ndarray:
 
 def _bounds(mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
     """The index box [lo, hi) of the True voxels of a (X, Y, Z) mask; None when there are none."""
-    columns = mask.any(2)
-    hits = [columns.any(1), columns.any(0), mask.any(1).any(0)]
+    flags = mask.view(torch.uint8)       # uint8 maxima: many times faster than bool any()
+    plane = flags.amax(0)
+    hits = [flags.reshape(len(flags), -1).amax(1), plane.amax(1), plane.amax(0)]
     ranges = [h.nonzero()[:, 0] for h in hits]
     if not all(len(r) for r in ranges):
         return None

@@ -1,14 +1,15 @@
 """Benchmark the semantic map on full-size frames: integration and crop time, memory over a drive.
 
     python -m ssc_core.tools.bench_map [--preset semantic_kitti] [--frames 1000] [--radius 60]
-        [--device cpu,cuda] [--compile] [--threads 2]
+        [--device cpu,cuda] [--kernels native,torch,torch_compile] [--threads 2]
 
 A frame is the synthetic street's ground truth on the preset's grid (unobserved voxels as empty),
 with 3 % of its voxels given a random class each frame (so that the map meets disagreement),
 integrated where the preset's camera sees, at poses that drive 1 m per frame on a circle of
 150 m radius with 0.5 degree of roll and pitch noise (every rotation axis in use). Prints per
-device and form (eager, compiled): integrate and crop p50/p95 (ms, after the first 5 frames),
-and the map's memory after 50, 200, ... frames with and without --radius.
+device and kernels (native: the C pass, CPU only; torch: eager; torch_compile): integrate and
+crop p50/p95 (ms, after the first 5 frames), and the map's memory after 50, 200, ... frames with
+and without --radius.
 """
 import argparse
 import time
@@ -19,6 +20,7 @@ import torch
 from ..data.sample import street_frame
 from ..frame_inputs import project_grids
 from ..mapping import SemanticMap
+from ..mapping.kernels import KINDS
 from ..presets import PRESETS, get_preset
 from .bench import hardware
 
@@ -44,7 +46,7 @@ def drive(frames: int, seed: int = 0):
     return np.stack(poses)
 
 
-def run_drive(preset, device: str, compile: bool, radius, frames: int, crop_every: int = 10) -> dict:
+def run_drive(preset, device: str, kernels: str, radius, frames: int, crop_every: int = 10) -> dict:
     """Integrate ``frames`` frames; times (s) and the map's bytes at CHECKPOINTS."""
     street = street_frame(preset)
     labels = np.where(street.labels == 255, 0, street.labels).astype(np.uint8)
@@ -52,7 +54,7 @@ def run_drive(preset, device: str, compile: bool, radius, frames: int, crop_ever
     observed = output.fov_mask.reshape(labels.shape)
     rng = np.random.default_rng(1)
     semantic_map = SemanticMap(preset.model.voxel_size, preset.class_names, preset.voxel_origin,
-                               radius=radius, device=device, compile=compile)
+                               radius=radius, device=device, kernels=kernels)
     integrate, crop, memory = [], [], {}
     mask = torch.from_numpy(observed).to(device)
     for i, pose in enumerate(drive(frames)):
@@ -91,7 +93,8 @@ def main(argv=None):
     parser.add_argument('--frames', type=int, default=1000)
     parser.add_argument('--radius', type=float, default=60.0, help='metres (the bounded map)')
     parser.add_argument('--device', default='cpu,cuda')
-    parser.add_argument('--compile', action='store_true', help='also time the torch.compile form')
+    parser.add_argument('--kernels', default='native,torch',
+                        help=f'comma-separated, of {", ".join(k for k in KINDS if k != "auto")}')
     parser.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s choice)')
     args = parser.parse_args(argv)
     if args.threads:
@@ -100,17 +103,19 @@ def main(argv=None):
     devices = [d for d in args.device.split(',') if not d.startswith('cuda') or torch.cuda.is_available()]
     print(f'preset {preset.name}: grid {preset.model.scene_shape} of {preset.model.voxel_size} m, '
           f'{args.frames} frames; torch {torch.__version__}')
-    print(f'{"device":<8} {"form":<9} {"radius":>7} {"integrate p50":>14} {"p95":>8} {"crop p50":>9} '
+    print(f'{"device":<8} {"kernels":<13} {"radius":>7} {"integrate p50":>14} {"p95":>8} {"crop p50":>9} '
           f'{"p95":>8}  ' + '  '.join(f'MiB@{n}' for n in CHECKPOINTS if n <= args.frames))
     for device in devices:
         print(f'  {device}: {hardware(torch.device(device))}')
-        for compile in (False, True) if args.compile else (False,):
+        for kernels in args.kernels.split(','):
+            if kernels == 'native' and not device.startswith('cpu'):
+                continue
             for radius in (args.radius, None):
-                figures = run_drive(preset, device, compile, radius, args.frames)
+                figures = run_drive(preset, device, kernels, radius, args.frames)
                 memory = '  '.join(f'{figures["memory"][n][0] / 2**20:8.1f}' for n in CHECKPOINTS
                                    if n in figures['memory'])
                 bound = '-' if radius is None else f'{radius:g} m'
-                print(f'{device:<8} {"compiled" if compile else "eager":<9} {bound:>7} '
+                print(f'{device:<8} {kernels:<13} {bound:>7} '
                       f'{ms(figures["integrate"], 50):>14} {ms(figures["integrate"], 95)} '
                       f'{ms(figures["crop"], 50):>9} {ms(figures["crop"], 95)}  {memory}', flush=True)
 

@@ -1,0 +1,197 @@
+/* The map's integration as one pass over the voxels of its blocks, in place: per map voxel, the
+ * frame voxel holding its centre (ssc_core.mapping.kernels.frame_codes) and, where that voxel is
+ * observed, the evidence update (ssc_core.mapping.evidence.observe), bit for bit. Built and
+ * loaded by ssc_core/mapping/native.py; threads split the blocks (each block is one slot, so
+ * they never write the same row). */
+#include <pthread.h>
+#include <stdint.h>
+
+#define CLAMP 250
+#define EMPTY_SLOT 255
+#define UNKNOWN 255
+#define MAX_THREADS 64
+#define MAX_VOXELS (32 * 32 * 32)   /* a block of the largest block_size */
+
+typedef struct {
+    const uint8_t *labels;     /* (X, Y, Z) the frame's classes */
+    const uint8_t *observed;   /* (X, Y, Z) 0/1: the voxels it is evidence for */
+    const int16_t *weights;    /* (X, Y, Z) deficit units per frame voxel, or NULL: weight */
+    int weight;
+    const int64_t *shape;      /* (3,) X, Y, Z */
+    const float *base;         /* (B, 3) first voxel centre of each block, in the voxel units of the
+                                  frame padded by one voxel on each side */
+    const float *steps;        /* (3, V) offsets of a block's voxels, one row per axis */
+    const int64_t *slots;      /* (B,) the state slot of each block */
+    int64_t voxels;            /* V */
+    uint8_t *state;            /* (S, V, 2K + 1) */
+    int k;
+    uint8_t *seen;             /* (B,) out: the block sees a class (seen pass) */
+    int64_t first, last;       /* the blocks [first, last) of one thread */
+} Job;
+
+/* For voxels [first, last) of a block, the frame voxel holding each centre, or -1 outside the
+ * frame: floor of the coordinates clamped into the padded frame, in float32 as torch computes
+ * them (one rounded addition, no contraction possible); the padding voxels are outside. The
+ * flat index is formed in float32, exact below 2^24 voxels. Branch-free over the axes' columns
+ * of ``steps`` (3, V), so that the compiler vectorises it. */
+static void frame_indices(const float *base, const float *steps, int64_t voxels, int64_t first, int64_t last,
+                          const int64_t *shape, int32_t *out) {
+    const int32_t nx = (int32_t)shape[0], ny = (int32_t)shape[1], nz = (int32_t)shape[2];
+    const float hx = (float)(nx + 1), hy = (float)(ny + 1), hz = (float)(nz + 1);
+    const float bx = base[0], by = base[1], bz = base[2];
+    const float *sx = steps, *sy = steps + voxels, *sz = steps + 2 * voxels;
+    for (int64_t v = first; v < last; v++) {
+        float cx = bx + sx[v], cy = by + sy[v], cz = bz + sz[v];
+        cx = cx > 0.0f ? cx : 0.0f;
+        cx = cx < hx ? cx : hx;
+        cy = cy > 0.0f ? cy : 0.0f;
+        cy = cy < hy ? cy : hy;
+        cz = cz > 0.0f ? cz : 0.0f;
+        cz = cz < hz ? cz : hz;
+        int32_t ix = (int32_t)cx, iy = (int32_t)cy, iz = (int32_t)cz;
+        int32_t inside = (ix > 0) & (ix <= nx) & (iy > 0) & (iy <= ny) & (iz > 0) & (iz <= nz);
+        float index = ((float)(ix - 1) * (float)ny + (float)(iy - 1)) * (float)nz + (float)(iz - 1);
+        out[v] = inside ? (int32_t)index : -1;
+    }
+}
+
+/* evidence.observe for one voxel: row (2K + 1,) uint8, class z with w deficit units. */
+static inline __attribute__((always_inline)) void observe(uint8_t *row, int k, int z, int w) {
+    uint8_t *classes = row, *d = row + k, *rest = row + 2 * k;
+    if (classes[0] == z) {     /* the best class again: every other one falls further behind */
+        for (int i = 1; i <= k; i++) {
+            int v = d[i] + w;
+            d[i] = (uint8_t)(v < CLAMP ? v : CLAMP);
+        }
+        return;
+    }
+    int slot = -1;
+    for (int i = 0; i < k; i++)
+        if (classes[i] == z) { slot = i; break; }
+    if (slot < 0) {   /* the worst slot after the first (an unused one first) takes z with rest's
+                         deficit; with one slot, the first, if z overtakes the best class there */
+        if (k == 1 && w <= *rest)
+            return;
+        int start = k > 1, worst = start, worst_value = -1;
+        for (int i = start; i < k; i++) {
+            int value = classes[i] == EMPTY_SLOT ? CLAMP + 1 : d[i];
+            if (value > worst_value) { worst = i; worst_value = value; }
+        }
+        slot = worst;
+        classes[slot] = (uint8_t)z;
+        d[slot] = *rest;
+    }
+    int d_z = d[slot];
+    int shift = w > d_z ? w - d_z : 0;        /* how far z overtakes the best class */
+    for (int i = 0; i < k; i++) {
+        if (i == slot) {
+            d[i] = (uint8_t)(d_z > w ? d_z - w : 0);
+        } else {
+            int v = d[i] + shift;
+            d[i] = (uint8_t)(v < CLAMP ? v : CLAMP);
+        }
+    }
+    int r = *rest + shift;
+    *rest = (uint8_t)(r < CLAMP ? r : CLAMP);
+    if (shift > 0 && slot != 0) {  /* the best class stays in slot 0 */
+        uint8_t c = classes[0], e = d[0];
+        classes[0] = classes[slot]; d[0] = d[slot];
+        classes[slot] = c; d[slot] = e;
+    }
+}
+
+/* The frame's codes for a block's voxels (UNKNOWN: outside it, or not observed) and their weights. */
+static inline void block_codes(const Job *job, const int32_t *restrict index, uint8_t *restrict codes,
+                               int16_t *restrict weights) {
+    const uint8_t *restrict labels = job->labels, *restrict observed = job->observed;
+    for (int64_t v = 0; v < job->voxels; v++) {
+        int32_t i = index[v] < 0 ? 0 : index[v];
+        codes[v] = index[v] >= 0 && observed[i] ? labels[i] : UNKNOWN;
+        weights[v] = job->weights ? job->weights[i] : (int16_t)job->weight;
+    }
+}
+
+/* The blocks of a job with K slots; K a constant where it is inlined, so its loops unroll. */
+static inline __attribute__((always_inline)) void fuse_blocks_k(const Job *job, const int k) {
+    const int64_t voxels = job->voxels, width = 2 * k + 1;
+    int32_t index[MAX_VOXELS];
+    uint8_t codes[MAX_VOXELS];
+    int16_t weights[MAX_VOXELS];
+    for (int64_t b = job->first; b < job->last; b++) {
+        uint8_t *restrict rows = job->state + job->slots[b] * voxels * width;
+        frame_indices(job->base + 3 * b, job->steps, voxels, 0, voxels, job->shape, index);
+        block_codes(job, index, codes, weights);
+        for (int64_t v = 0; v < voxels; v++)
+            if (codes[v] != UNKNOWN)
+                observe(rows + v * width, k, codes[v], weights[v]);
+    }
+}
+
+static void *fuse_range(void *arg) {
+    const Job *job = arg;
+    switch (job->k) {      /* the usual slot counts, specialised */
+    case 1: fuse_blocks_k(job, 1); break;
+    case 2: fuse_blocks_k(job, 2); break;
+    case 3: fuse_blocks_k(job, 3); break;
+    case 4: fuse_blocks_k(job, 4); break;
+    default: fuse_blocks_k(job, job->k);
+    }
+    return NULL;
+}
+
+static void *seen_range(void *arg) {   /* by chunks of voxels, to stop at the first seen one */
+    const Job *job = arg;
+    const int64_t chunk = 64;
+    int32_t index[MAX_VOXELS];
+    for (int64_t b = job->first; b < job->last; b++) {
+        uint8_t seen = 0;
+        for (int64_t first = 0; first < job->voxels && !seen; first += chunk) {
+            int64_t last = first + chunk < job->voxels ? first + chunk : job->voxels;
+            frame_indices(job->base + 3 * b, job->steps, job->voxels, first, last, job->shape, index);
+            for (int64_t v = first; v < last; v++)
+                seen |= index[v] >= 0 && job->observed[index[v]];
+        }
+        job->seen[b] = seen;
+    }
+    return NULL;
+}
+
+static void run(Job *job, int64_t blocks, int threads, void *(*work)(void *)) {
+    Job jobs[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    threads = threads < 1 ? 1 : (threads > MAX_THREADS ? MAX_THREADS : threads);
+    if (blocks < 64 * threads)
+        threads = 1;
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = *job;
+        jobs[t].first = blocks * t / threads;
+        jobs[t].last = blocks * (t + 1) / threads;
+        if (t > 0)
+            started[t] = pthread_create(&ids[t], NULL, work, &jobs[t]) == 0;
+    }
+    work(&jobs[0]);
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(ids[t], NULL);
+        else
+            work(&jobs[t]);      /* no thread to be had: this one does its share */
+    }
+}
+
+/* Whether each of B blocks holds the centre of an observed frame voxel: seen (B,) uint8. */
+void ssc_blocks_seen(const uint8_t *observed, const int64_t *shape, const float *base, const float *steps,
+                     int64_t blocks, int64_t voxels, uint8_t *seen, int threads) {
+    Job job = {.observed = observed, .shape = shape, .base = base, .steps = steps, .voxels = voxels,
+               .seen = seen};
+    run(&job, blocks, threads, seen_range);
+}
+
+/* Fuse the frame into the state rows of B blocks at ``slots``, in place. */
+void ssc_fuse_blocks(const uint8_t *labels, const uint8_t *observed, const int16_t *weights, int weight,
+                     const int64_t *shape, const float *base, const float *steps, const int64_t *slots,
+                     int64_t blocks, int64_t voxels, uint8_t *state, int k, int threads) {
+    Job job = {.labels = labels, .observed = observed, .weights = weights, .weight = weight, .shape = shape,
+               .base = base, .steps = steps, .slots = slots, .voxels = voxels, .state = state, .k = k};
+    run(&job, blocks, threads, fuse_range);
+}

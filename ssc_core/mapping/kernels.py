@@ -125,11 +125,12 @@ class Kernels:
         evidence where ``observed`` (X, Y, Z) bool; ``base`` (B, 3) and ``steps`` (V, 3) as in
         :func:`frame_codes`. ``.seen`` (B,) bool: the blocks holding the centre of an observed voxel."""
         if self.kind == 'native':
-            labels, observed, steps = labels.contiguous(), observed.contiguous(), steps.T.contiguous()
-            return Located(native.blocks_seen(observed, base, steps), labels, observed, base, steps)
+            codes = native.frame_codes(labels.contiguous(), observed.contiguous())
+            steps = steps.T.contiguous()
+            return Located(native.blocks_seen(codes, base, steps), codes, base, steps)
         codes = torch.nn.functional.pad(torch.where(observed, labels, UNKNOWN), (1, 1) * 3, value=UNKNOWN)
         index, code, seen = self._frame_codes(codes.reshape(-1), base, steps, codes.shape)
-        return Located(seen, labels, observed, base, steps, index, code)
+        return Located(seen, codes, base, steps, index, code)
 
     def fuse(self, state: torch.Tensor, slots: torch.Tensor, located: 'Located', weight) -> None:
         """Fuse the frame into ``state`` (S, V, W) uint8, in place, at ``slots`` (H,) int64 of the
@@ -137,8 +138,8 @@ class Kernels:
         seen = located.seen
         if self.kind == 'native':
             weight = weight.contiguous() if isinstance(weight, torch.Tensor) else weight
-            native.fuse_blocks(state, slots, located.labels, located.observed, weight,
-                               located.base[seen].contiguous(), located.steps)
+            native.fuse_blocks(state, slots, located.codes, weight, located.base[seen].contiguous(),
+                               located.steps)
             return
         index, code = located.index[seen], located.code[seen]
         if isinstance(weight, torch.Tensor):
@@ -149,8 +150,7 @@ class Kernels:
 class Located(NamedTuple):
     """What :meth:`Kernels.locate` found, for :meth:`Kernels.fuse`."""
     seen: torch.Tensor
-    labels: torch.Tensor
-    observed: torch.Tensor
+    codes: torch.Tensor      # the frame's classes, UNKNOWN where not observed (torch kinds: padded)
     base: torch.Tensor
     steps: torch.Tensor
     index: torch.Tensor | None = None    # torch kinds: frame_codes' index and code

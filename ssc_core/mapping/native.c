@@ -12,9 +12,8 @@
 #define MAX_THREADS 64
 #define MAX_VOXELS (32 * 32 * 32)   /* a block of the largest block_size */
 
-typedef struct {
-    const uint8_t *labels;     /* (X, Y, Z) the frame's classes */
-    const uint8_t *observed;   /* (X, Y, Z) 0/1: the voxels it is evidence for */
+typedef struct Job {
+    const uint8_t *codes;      /* (X, Y, Z) the frame's classes, UNKNOWN where not observed */
     const int16_t *weights;    /* (X, Y, Z) deficit units per frame voxel, or NULL: weight */
     int weight;
     const int64_t *shape;      /* (3,) X, Y, Z */
@@ -26,7 +25,9 @@ typedef struct {
     uint8_t *state;            /* (S, V, 2K + 1) */
     int k;
     uint8_t *seen;             /* (B,) out: the block sees a class (seen pass) */
-    int64_t first, last;       /* the blocks [first, last) of one thread */
+    int64_t blocks;            /* B */
+    int64_t *next;             /* the first block no thread has taken yet */
+    void (*work)(const struct Job *, int64_t, int64_t);   /* on the blocks [first, last) */
 } Job;
 
 /* For voxels [first, last) of a block, the frame voxel holding each centre, or -1 outside the
@@ -103,21 +104,22 @@ static inline __attribute__((always_inline)) void observe(uint8_t *row, int k, i
 /* The frame's codes for a block's voxels (UNKNOWN: outside it, or not observed) and their weights. */
 static inline void block_codes(const Job *job, const int32_t *restrict index, uint8_t *restrict codes,
                                int16_t *restrict weights) {
-    const uint8_t *restrict labels = job->labels, *restrict observed = job->observed;
+    const uint8_t *restrict frame = job->codes;
     for (int64_t v = 0; v < job->voxels; v++) {
         int32_t i = index[v] < 0 ? 0 : index[v];
-        codes[v] = index[v] >= 0 && observed[i] ? labels[i] : UNKNOWN;
+        codes[v] = index[v] >= 0 ? frame[i] : UNKNOWN;
         weights[v] = job->weights ? job->weights[i] : (int16_t)job->weight;
     }
 }
 
 /* The blocks of a job with K slots; K a constant where it is inlined, so its loops unroll. */
-static inline __attribute__((always_inline)) void fuse_blocks_k(const Job *job, const int k) {
+static inline __attribute__((always_inline)) void fuse_blocks_k(const Job *job, int64_t first, int64_t last,
+                                                                const int k) {
     const int64_t voxels = job->voxels, width = 2 * k + 1;
     int32_t index[MAX_VOXELS];
     uint8_t codes[MAX_VOXELS];
     int16_t weights[MAX_VOXELS];
-    for (int64_t b = job->first; b < job->last; b++) {
+    for (int64_t b = first; b < last; b++) {
         uint8_t *restrict rows = job->state + job->slots[b] * voxels * width;
         frame_indices(job->base + 3 * b, job->steps, voxels, 0, voxels, job->shape, index);
         block_codes(job, index, codes, weights);
@@ -127,71 +129,82 @@ static inline __attribute__((always_inline)) void fuse_blocks_k(const Job *job, 
     }
 }
 
-static void *fuse_range(void *arg) {
-    const Job *job = arg;
+static void fuse_range(const Job *job, int64_t first, int64_t last) {
     switch (job->k) {      /* the usual slot counts, specialised */
-    case 1: fuse_blocks_k(job, 1); break;
-    case 2: fuse_blocks_k(job, 2); break;
-    case 3: fuse_blocks_k(job, 3); break;
-    case 4: fuse_blocks_k(job, 4); break;
-    default: fuse_blocks_k(job, job->k);
+    case 1: fuse_blocks_k(job, first, last, 1); break;
+    case 2: fuse_blocks_k(job, first, last, 2); break;
+    case 3: fuse_blocks_k(job, first, last, 3); break;
+    case 4: fuse_blocks_k(job, first, last, 4); break;
+    default: fuse_blocks_k(job, first, last, job->k);
     }
-    return NULL;
 }
 
-static void *seen_range(void *arg) {   /* by chunks of voxels, to stop at the first seen one */
-    const Job *job = arg;
+static void seen_range(const Job *job, int64_t first_block, int64_t last_block) {
+    /* by chunks of voxels, to stop at the first seen one */
     const int64_t chunk = 64;
     int32_t index[MAX_VOXELS];
-    for (int64_t b = job->first; b < job->last; b++) {
+    for (int64_t b = first_block; b < last_block; b++) {
         uint8_t seen = 0;
         for (int64_t first = 0; first < job->voxels && !seen; first += chunk) {
             int64_t last = first + chunk < job->voxels ? first + chunk : job->voxels;
             frame_indices(job->base + 3 * b, job->steps, job->voxels, first, last, job->shape, index);
             for (int64_t v = first; v < last; v++)
-                seen |= index[v] >= 0 && job->observed[index[v]];
+                seen |= (index[v] >= 0) & (job->codes[index[v] < 0 ? 0 : index[v]] != UNKNOWN);
         }
         job->seen[b] = seen;
     }
-    return NULL;
 }
 
-static void run(Job *job, int64_t blocks, int threads, void *(*work)(void *)) {
-    Job jobs[MAX_THREADS];
+/* A thread's loop: the next chunk of blocks no thread has taken, until none is left (blocks
+ * differ in how much of them the frame sees: chunks keep the threads equally busy). */
+static void *worker(void *arg) {
+    const Job *job = arg;
+    const int64_t chunk = 16;
+    for (;;) {
+        int64_t first = __atomic_fetch_add(job->next, chunk, __ATOMIC_RELAXED);
+        if (first >= job->blocks)
+            return NULL;
+        job->work(job, first, first + chunk < job->blocks ? first + chunk : job->blocks);
+    }
+}
+
+static void run(Job *job, int threads) {
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS] = {0};
+    int64_t next = 0;
+    job->next = &next;
     threads = threads < 1 ? 1 : (threads > MAX_THREADS ? MAX_THREADS : threads);
-    if (blocks < 64 * threads)
+    if (job->blocks < 64 * threads)
         threads = 1;
-    for (int t = 0; t < threads; t++) {
-        jobs[t] = *job;
-        jobs[t].first = blocks * t / threads;
-        jobs[t].last = blocks * (t + 1) / threads;
-        if (t > 0)
-            started[t] = pthread_create(&ids[t], NULL, work, &jobs[t]) == 0;
-    }
-    work(&jobs[0]);
-    for (int t = 1; t < threads; t++) {
+    for (int t = 1; t < threads; t++)
+        started[t] = pthread_create(&ids[t], NULL, worker, job) == 0;
+    worker(job);        /* this thread too; it finishes every chunk if no thread could start */
+    for (int t = 1; t < threads; t++)
         if (started[t])
             pthread_join(ids[t], NULL);
-        else
-            work(&jobs[t]);      /* no thread to be had: this one does its share */
-    }
+}
+
+/* The frame's codes: codes (N,) = labels where observed, else UNKNOWN. */
+void ssc_frame_codes(const uint8_t *restrict labels, const uint8_t *restrict observed, int64_t n,
+                     uint8_t *restrict codes) {
+    for (int64_t i = 0; i < n; i++)
+        codes[i] = observed[i] ? labels[i] : UNKNOWN;
 }
 
 /* Whether each of B blocks holds the centre of an observed frame voxel: seen (B,) uint8. */
-void ssc_blocks_seen(const uint8_t *observed, const int64_t *shape, const float *base, const float *steps,
+void ssc_blocks_seen(const uint8_t *codes, const int64_t *shape, const float *base, const float *steps,
                      int64_t blocks, int64_t voxels, uint8_t *seen, int threads) {
-    Job job = {.observed = observed, .shape = shape, .base = base, .steps = steps, .voxels = voxels,
-               .seen = seen};
-    run(&job, blocks, threads, seen_range);
+    Job job = {.codes = codes, .shape = shape, .base = base, .steps = steps, .voxels = voxels,
+               .seen = seen, .blocks = blocks, .work = seen_range};
+    run(&job, threads);
 }
 
 /* Fuse the frame into the state rows of B blocks at ``slots``, in place. */
-void ssc_fuse_blocks(const uint8_t *labels, const uint8_t *observed, const int16_t *weights, int weight,
-                     const int64_t *shape, const float *base, const float *steps, const int64_t *slots,
-                     int64_t blocks, int64_t voxels, uint8_t *state, int k, int threads) {
-    Job job = {.labels = labels, .observed = observed, .weights = weights, .weight = weight, .shape = shape,
-               .base = base, .steps = steps, .slots = slots, .voxels = voxels, .state = state, .k = k};
-    run(&job, blocks, threads, fuse_range);
+void ssc_fuse_blocks(const uint8_t *codes, const int16_t *weights, int weight, const int64_t *shape,
+                     const float *base, const float *steps, const int64_t *slots, int64_t blocks,
+                     int64_t voxels, uint8_t *state, int k, int threads) {
+    Job job = {.codes = codes, .weights = weights, .weight = weight, .shape = shape, .base = base,
+               .steps = steps, .slots = slots, .voxels = voxels, .state = state, .k = k,
+               .blocks = blocks, .work = fuse_range};
+    run(&job, threads);
 }

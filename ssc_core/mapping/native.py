@@ -1,9 +1,10 @@
 """The map's integration in C (``native.c``), built on first use with the system's C compiler and
-cached per user: the per-voxel work as one pass, in place, on several threads (it runs without
+cached per user and CPU: the per-voxel work as one pass, in place, on several threads (it runs without
 the GIL). :func:`library` gives it, or None with the reason when there is no compiler."""
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -14,6 +15,9 @@ import torch
 
 SOURCE = Path(__file__).with_name('native.c')
 FLAGS = ('-O3', '-std=c11', '-shared', '-fPIC', '-pthread', '-ffp-contract=off', '-fno-trapping-math')
+"""No contraction into fused multiply-adds: float32 results are torch's, bit for bit."""
+TUNED = ('-march=native',)
+"""Tried first (vector units of this CPU: about twice as fast); the library is kept per CPU."""
 
 
 def cache_dir() -> Path:
@@ -30,16 +34,19 @@ def library() -> tuple[ctypes.CDLL | None, str]:
     if compiler is None:
         return None, 'no C compiler (cc, gcc or $CC) found'
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + compiler.encode() + ' '.join(FLAGS).encode()).hexdigest()[:16]
-    path = cache_dir() / f'map_kernels-{key}.so'
+    key = hashlib.sha256(b'\0'.join([source, compiler.encode(), ' '.join(FLAGS + TUNED).encode(), _cpu()]))
+    path = cache_dir() / f'map_kernels-{key.hexdigest()[:16]}.so'
     if not path.exists():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=path.parent) as tmp:   # atomic: built, then renamed
                 built = Path(tmp) / path.name
-                result = subprocess.run([compiler, *FLAGS, str(SOURCE), '-o', str(built)],
-                                        capture_output=True, text=True, timeout=120)
-                if result.returncode != 0:
+                for flags in (TUNED + FLAGS, FLAGS):
+                    result = subprocess.run([compiler, *flags, str(SOURCE), '-o', str(built)],
+                                            capture_output=True, text=True, timeout=120)
+                    if result.returncode == 0:
+                        break
+                else:
                     return None, f'{compiler} failed on {SOURCE}: {result.stderr.strip()[-500:]}'
                 os.replace(built, path)
         except (OSError, subprocess.SubprocessError) as e:
@@ -49,45 +56,64 @@ def library() -> tuple[ctypes.CDLL | None, str]:
     except OSError as e:
         return None, f'could not load {path}: {e}'
     p, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    lib.ssc_frame_codes.argtypes = [p, p, i64, p]
     lib.ssc_blocks_seen.argtypes = [p, p, p, p, i64, i64, p, i32]
-    lib.ssc_fuse_blocks.argtypes = [p, p, p, i32, p, p, p, p, i64, i64, p, i32, i32]
-    lib.ssc_blocks_seen.restype = lib.ssc_fuse_blocks.restype = None
+    lib.ssc_fuse_blocks.argtypes = [p, p, i32, p, p, p, p, i64, i64, p, i32, i32]
+    lib.ssc_frame_codes.restype = lib.ssc_blocks_seen.restype = lib.ssc_fuse_blocks.restype = None
     return lib, ''
 
 
-def blocks_seen(observed: torch.Tensor, base: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+def frame_codes(labels: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """(X, Y, Z) uint8: ``labels`` (X, Y, Z) uint8 where ``observed`` (X, Y, Z) bool, else UNKNOWN."""
+    codes = torch.empty_like(labels)
+    library()[0].ssc_frame_codes(_pointer(labels, torch.uint8), _pointer(observed, torch.bool),
+                                 labels.numel(), _pointer(codes, torch.uint8))
+    return codes
+
+
+def blocks_seen(codes: torch.Tensor, base: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     """(B,) bool: whether each block holds the centre of an observed frame voxel.
 
-    observed: (X, Y, Z) bool; base: (B, 3) float32 as in :func:`~ssc_core.mapping.kernels.frame_codes`
-    (units of the frame padded by one voxel) and steps: (3, V) float32, its steps transposed.
+    codes: (X, Y, Z) uint8 (:func:`frame_codes`); base: (B, 3) float32 as in
+    :func:`~ssc_core.mapping.kernels.frame_codes` (units of the frame padded by one voxel) and
+    steps: (3, V) float32, its steps transposed.
     """
     seen = torch.zeros(len(base), dtype=torch.uint8)
-    shape = _shape(observed)
+    shape = _shape(codes)
     library()[0].ssc_blocks_seen(
-        _pointer(observed, torch.bool), _pointer(shape, torch.int64), _pointer(base, torch.float32),
+        _pointer(codes, torch.uint8), _pointer(shape, torch.int64), _pointer(base, torch.float32),
         _pointer(steps, torch.float32), len(base), steps.shape[1], _pointer(seen, torch.uint8),
         torch.get_num_threads())
     return seen.bool()
 
 
-def fuse_blocks(state: torch.Tensor, slots: torch.Tensor, labels: torch.Tensor, observed: torch.Tensor,
-                weight, base: torch.Tensor, steps: torch.Tensor) -> None:
-    """Fuse the frame into ``state`` (S, V, 2K + 1) uint8 at the blocks' ``slots`` (B,) int64, in
-    place: ``labels`` (X, Y, Z) uint8 where ``observed`` (X, Y, Z) bool, with ``weight`` an int or
-    (X, Y, Z) int16 deficit units; ``base`` (B, 3) and ``steps`` as in :func:`blocks_seen`."""
+def fuse_blocks(state: torch.Tensor, slots: torch.Tensor, codes: torch.Tensor, weight, base: torch.Tensor,
+                steps: torch.Tensor) -> None:
+    """Fuse the frame's ``codes`` (X, Y, Z) uint8 into ``state`` (S, V, 2K + 1) uint8 at the blocks'
+    ``slots`` (B,) int64, in place, with ``weight`` an int or (X, Y, Z) int16 deficit units;
+    ``base`` (B, 3) and ``steps`` as in :func:`blocks_seen`."""
     per_voxel = isinstance(weight, torch.Tensor)
-    shape = _shape(labels)
+    shape = _shape(codes)
     library()[0].ssc_fuse_blocks(
-        _pointer(labels, torch.uint8), _pointer(observed, torch.bool),
-        _pointer(weight, torch.int16) if per_voxel else None, 0 if per_voxel else int(weight),
-        _pointer(shape, torch.int64), _pointer(base, torch.float32), _pointer(steps, torch.float32),
-        _pointer(slots, torch.int64), len(slots), steps.shape[1], _pointer(state, torch.uint8),
-        (state.shape[-1] - 1) // 2, torch.get_num_threads())
+        _pointer(codes, torch.uint8), _pointer(weight, torch.int16) if per_voxel else None,
+        0 if per_voxel else int(weight), _pointer(shape, torch.int64), _pointer(base, torch.float32),
+        _pointer(steps, torch.float32), _pointer(slots, torch.int64), len(slots), steps.shape[1],
+        _pointer(state, torch.uint8), (state.shape[-1] - 1) // 2, torch.get_num_threads())
 
 
 def _shape(grid: torch.Tensor) -> torch.Tensor:
     """(3,) int64, kept by the caller while the C code reads it."""
     return torch.tensor(grid.shape, dtype=torch.int64)
+
+
+def _cpu() -> bytes:
+    """What identifies this CPU's instruction set (a home directory may be shared by machines)."""
+    try:
+        lines = Path('/proc/cpuinfo').read_text().splitlines()
+    except OSError:
+        lines = []
+    wanted = [line for line in lines if line.split(':')[0].strip() in ('flags', 'Features', 'model name')]
+    return '\n'.join(dict.fromkeys(wanted) or [platform.machine(), platform.processor()]).encode()
 
 
 def _pointer(tensor: torch.Tensor, dtype: torch.dtype) -> int:

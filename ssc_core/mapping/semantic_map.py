@@ -387,10 +387,10 @@ class SemanticMap:
     def _drop_far_blocks(self, pose) -> None:
         if self.radius is None:
             return
-        centres = torch.from_numpy(self.grid_origin).to(self.device) + \
-            (self.coords.double() + 0.5) * self.block_size * self.voxel_size
-        position = torch.from_numpy(pose[:3, 3]).to(self.device)
-        self.used &= (centres - position).norm(dim=1) <= self.radius
+        metres = self.block_size * self.voxel_size          # per block
+        position = (pose[:3, 3] - self.grid_origin) / metres - 0.5    # in block coordinates
+        offset = self.coords.float() - torch.from_numpy(position).float().to(self.device)
+        self.used &= (offset * offset).sum(1) <= (self.radius / metres) ** 2
 
 
 def _tensor(value, device) -> torch.Tensor:

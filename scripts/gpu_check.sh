@@ -12,6 +12,7 @@
 #   profile   per-kernel tables of one fp16 frame, eager and as a CUDA graph        (~1 min)
 #   compile   torch.compile fp16: default and reduce-overhead (~1 min to compile each) (~4 min)
 #   onnx      export (static shapes), onnxruntime TensorRT fp32/fp16 and CUDA        (~5 min, TensorRT builds)
+#   map       semantic map integration and crop on the GPU (torch kernels), 300 frames (~1 min)
 #   autotune  torch.compile max-autotune-no-cudagraphs fp16 (only when named)      (~15 min)
 # A machine that limits one command to 10 minutes runs it in parts, e.g.
 #   scripts/gpu_check.sh "$OUT" versions tests bench profile; scripts/gpu_check.sh "$OUT" compile; ... onnx
@@ -19,7 +20,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-outputs/gpu}}
 shift $(($# > 0 ? 1 : 0))
-steps=${*:-versions tests bench profile compile onnx}
+steps=${*:-versions tests bench profile compile onnx map}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 py=${PYTHON:-$([ -x .venv/bin/python ] && echo "$PWD/.venv/bin/python" || echo python3)}
@@ -93,8 +94,9 @@ for name in $steps; do
     compile) step 420 compile 'bench --precision fp16 --compile --compile-modes default,reduce-overhead \
                --json "$out/compile.json"' ;;
     onnx) step 540 onnx onnx ;;
+    map) step 240 map '"$py" -m ssc_core.tools.bench_map --frames 300 --device cuda --kernels torch' ;;
     autotune) step 1200 autotune 'bench --precision fp16 --compile --compile-modes max-autotune-no-cudagraphs \
                 --json "$out/autotune.json"' ;;
-    *) echo "unknown step $name (versions tests bench profile compile onnx autotune)" >&2; exit 2 ;;
+    *) echo "unknown step $name (versions tests bench profile compile onnx map autotune)" >&2; exit 2 ;;
   esac
 done

@@ -5,12 +5,18 @@
  * they never write the same row). */
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define CLAMP 250
 #define EMPTY_SLOT 255
 #define UNKNOWN 255
 #define MAX_THREADS 64
-#define MAX_VOXELS (32 * 32 * 32)   /* a block of the largest block_size */
+
+typedef struct {            /* a thread's buffers, one entry per voxel of a block */
+    int32_t *index;
+    uint8_t *codes;
+    int16_t *weights;
+} Scratch;
 
 typedef struct Job {
     const uint8_t *codes;      /* (X, Y, Z) the frame's classes, UNKNOWN where not observed */
@@ -27,7 +33,7 @@ typedef struct Job {
     uint8_t *seen;             /* (B,) out: the block sees a class (seen pass) */
     int64_t blocks;            /* B */
     int64_t *next;             /* the first block no thread has taken yet */
-    void (*work)(const struct Job *, int64_t, int64_t);   /* on the blocks [first, last) */
+    void (*work)(const struct Job *, int64_t, int64_t, Scratch *);   /* on the blocks [first, last) */
 } Job;
 
 /* For voxels [first, last) of a block, the frame voxel holding each centre, or -1 outside the
@@ -114,11 +120,11 @@ static inline void block_codes(const Job *job, const int32_t *restrict index, ui
 
 /* The blocks of a job with K slots; K a constant where it is inlined, so its loops unroll. */
 static inline __attribute__((always_inline)) void fuse_blocks_k(const Job *job, int64_t first, int64_t last,
-                                                                const int k) {
+                                                                const Scratch *scratch, const int k) {
     const int64_t voxels = job->voxels, width = 2 * k + 1;
-    int32_t index[MAX_VOXELS];
-    uint8_t codes[MAX_VOXELS];
-    int16_t weights[MAX_VOXELS];
+    int32_t *restrict index = scratch->index;
+    uint8_t *restrict codes = scratch->codes;
+    int16_t *restrict weights = scratch->weights;
     for (int64_t b = first; b < last; b++) {
         uint8_t *restrict rows = job->state + job->slots[b] * voxels * width;
         frame_indices(job->base + 3 * b, job->steps, voxels, 0, voxels, job->shape, index);
@@ -129,20 +135,20 @@ static inline __attribute__((always_inline)) void fuse_blocks_k(const Job *job, 
     }
 }
 
-static void fuse_range(const Job *job, int64_t first, int64_t last) {
+static void fuse_range(const Job *job, int64_t first, int64_t last, Scratch *scratch) {
     switch (job->k) {      /* the usual slot counts, specialised */
-    case 1: fuse_blocks_k(job, first, last, 1); break;
-    case 2: fuse_blocks_k(job, first, last, 2); break;
-    case 3: fuse_blocks_k(job, first, last, 3); break;
-    case 4: fuse_blocks_k(job, first, last, 4); break;
-    default: fuse_blocks_k(job, first, last, job->k);
+    case 1: fuse_blocks_k(job, first, last, scratch, 1); break;
+    case 2: fuse_blocks_k(job, first, last, scratch, 2); break;
+    case 3: fuse_blocks_k(job, first, last, scratch, 3); break;
+    case 4: fuse_blocks_k(job, first, last, scratch, 4); break;
+    default: fuse_blocks_k(job, first, last, scratch, job->k);
     }
 }
 
-static void seen_range(const Job *job, int64_t first_block, int64_t last_block) {
+static void seen_range(const Job *job, int64_t first_block, int64_t last_block, Scratch *scratch) {
     /* by chunks of voxels, to stop at the first seen one */
     const int64_t chunk = 64;
-    int32_t index[MAX_VOXELS];
+    int32_t *index = scratch->index;
     for (int64_t b = first_block; b < last_block; b++) {
         uint8_t seen = 0;
         for (int64_t first = 0; first < job->voxels && !seen; first += chunk) {
@@ -160,15 +166,22 @@ static void seen_range(const Job *job, int64_t first_block, int64_t last_block) 
 static void *worker(void *arg) {
     const Job *job = arg;
     const int64_t chunk = 16;
-    for (;;) {
+    Scratch scratch = {malloc(job->voxels * sizeof(int32_t)), malloc(job->voxels),
+                       malloc(job->voxels * sizeof(int16_t))};
+    while (scratch.index && scratch.codes && scratch.weights) {   /* no memory: no chunks taken */
         int64_t first = __atomic_fetch_add(job->next, chunk, __ATOMIC_RELAXED);
         if (first >= job->blocks)
-            return NULL;
-        job->work(job, first, first + chunk < job->blocks ? first + chunk : job->blocks);
+            break;
+        job->work(job, first, first + chunk < job->blocks ? first + chunk : job->blocks, &scratch);
     }
+    free(scratch.index);
+    free(scratch.codes);
+    free(scratch.weights);
+    return NULL;
 }
 
-static void run(Job *job, int threads) {
+/* The job on up to ``threads`` threads; 0, or -1 when memory ran out before every block was done. */
+static int run(Job *job, int threads) {
     pthread_t ids[MAX_THREADS];
     int started[MAX_THREADS] = {0};
     int64_t next = 0;
@@ -182,6 +195,7 @@ static void run(Job *job, int threads) {
     for (int t = 1; t < threads; t++)
         if (started[t])
             pthread_join(ids[t], NULL);
+    return next >= job->blocks ? 0 : -1;
 }
 
 /* The frame's codes: codes (N,) = labels where observed, else UNKNOWN. */
@@ -191,20 +205,22 @@ void ssc_frame_codes(const uint8_t *restrict labels, const uint8_t *restrict obs
         codes[i] = observed[i] ? labels[i] : UNKNOWN;
 }
 
-/* Whether each of B blocks holds the centre of an observed frame voxel: seen (B,) uint8. */
-void ssc_blocks_seen(const uint8_t *codes, const int64_t *shape, const float *base, const float *steps,
+/* Whether each of B blocks holds the centre of an observed frame voxel: seen (B,) uint8; 0, or -1
+ * when memory ran out. */
+int ssc_blocks_seen(const uint8_t *codes, const int64_t *shape, const float *base, const float *steps,
                      int64_t blocks, int64_t voxels, uint8_t *seen, int threads) {
     Job job = {.codes = codes, .shape = shape, .base = base, .steps = steps, .voxels = voxels,
                .seen = seen, .blocks = blocks, .work = seen_range};
-    run(&job, threads);
+    return run(&job, threads);
 }
 
-/* Fuse the frame into the state rows of B blocks at ``slots``, in place. */
-void ssc_fuse_blocks(const uint8_t *codes, const int16_t *weights, int weight, const int64_t *shape,
+/* Fuse the frame into the state rows of B blocks at ``slots``, in place; 0, or -1 when memory ran
+ * out (some blocks then updated, others not). */
+int ssc_fuse_blocks(const uint8_t *codes, const int16_t *weights, int weight, const int64_t *shape,
                      const float *base, const float *steps, const int64_t *slots, int64_t blocks,
                      int64_t voxels, uint8_t *state, int k, int threads) {
     Job job = {.codes = codes, .weights = weights, .weight = weight, .shape = shape, .base = base,
                .steps = steps, .slots = slots, .voxels = voxels, .state = state, .k = k,
                .blocks = blocks, .work = fuse_range};
-    run(&job, threads);
+    return run(&job, threads);
 }

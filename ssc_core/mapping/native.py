@@ -59,7 +59,8 @@ def library() -> tuple[ctypes.CDLL | None, str]:
     lib.ssc_frame_codes.argtypes = [p, p, i64, p]
     lib.ssc_blocks_seen.argtypes = [p, p, p, p, i64, i64, p, i32]
     lib.ssc_fuse_blocks.argtypes = [p, p, i32, p, p, p, p, i64, i64, p, i32, i32]
-    lib.ssc_frame_codes.restype = lib.ssc_blocks_seen.restype = lib.ssc_fuse_blocks.restype = None
+    lib.ssc_frame_codes.restype = None
+    lib.ssc_blocks_seen.restype = lib.ssc_fuse_blocks.restype = ctypes.c_int
     return lib, ''
 
 
@@ -80,10 +81,11 @@ def blocks_seen(codes: torch.Tensor, base: torch.Tensor, steps: torch.Tensor) ->
     """
     seen = torch.zeros(len(base), dtype=torch.uint8)
     shape = _shape(codes)
-    library()[0].ssc_blocks_seen(
+    status = library()[0].ssc_blocks_seen(
         _pointer(codes, torch.uint8), _pointer(shape, torch.int64), _pointer(base, torch.float32),
         _pointer(steps, torch.float32), len(base), steps.shape[1], _pointer(seen, torch.uint8),
         torch.get_num_threads())
+    _check(status)
     return seen.bool()
 
 
@@ -94,11 +96,17 @@ def fuse_blocks(state: torch.Tensor, slots: torch.Tensor, codes: torch.Tensor, w
     ``base`` (B, 3) and ``steps`` as in :func:`blocks_seen`."""
     per_voxel = isinstance(weight, torch.Tensor)
     shape = _shape(codes)
-    library()[0].ssc_fuse_blocks(
+    status = library()[0].ssc_fuse_blocks(
         _pointer(codes, torch.uint8), _pointer(weight, torch.int16) if per_voxel else None,
         0 if per_voxel else int(weight), _pointer(shape, torch.int64), _pointer(base, torch.float32),
         _pointer(steps, torch.float32), _pointer(slots, torch.int64), len(slots), steps.shape[1],
         _pointer(state, torch.uint8), (state.shape[-1] - 1) // 2, torch.get_num_threads())
+    _check(status)
+
+
+def _check(status: int) -> None:
+    if status != 0:
+        raise MemoryError('the map\'s C pass could not allocate its buffers')
 
 
 def _shape(grid: torch.Tensor) -> torch.Tensor:

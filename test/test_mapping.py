@@ -356,6 +356,23 @@ def test_npz_round_trips_exactly(tmp_path):
     assert load_map(path, radius=5.0).radius == 5.0
 
 
+def test_a_file_of_fortran_ordered_arrays_integrates_as_its_c_ordered_twin(tmp_path):
+    """An .npy header may say fortran_order: the map takes the arrays in C order for its C pass."""
+    m = new_map()
+    m.integrate(random_labels(0), np.ones(SHAPE, bool), pose(), 0.0)
+    path = save_map(m, tmp_path / 'map.npz')
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    fortran = {k: np.asfortranarray(v) if v.ndim > 1 else v for k, v in arrays.items()}
+    np.savez(tmp_path / 'fortran.npz', **fortran)
+    with np.load(tmp_path / 'fortran.npz') as data:
+        assert not data['state'].flags.c_contiguous
+    maps = [load_map(p, voxel_size=0.2, class_names=CLASSES) for p in (path, tmp_path / 'fortran.npz')]
+    for each in maps:
+        each.integrate(random_labels(1), np.ones(SHAPE, bool), pose(), 1.0)   # no new blocks
+    assert maps[1].kernels.kind == 'native' and torch.equal(maps[0].state, maps[1].state)
+
+
 def test_a_map_for_another_network_or_a_broken_file_is_refused(tmp_path):
     m = new_map()
     m.integrate(random_labels(), np.ones(SHAPE, bool), pose(), 0.0)

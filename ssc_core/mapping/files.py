@@ -110,9 +110,9 @@ def _restore(m: SemanticMap, arrays: dict, meta: dict, path: Path) -> None:
         m.frames = int(frames)
     except (TypeError, ValueError):
         raise MapError(f'{path}: last_stamp, last_pose or frames malformed') from None
-    m.coords = torch.from_numpy(coords).to(m.device)
-    m.state = torch.from_numpy(state).to(m.device)
-    m.decayed_at = torch.from_numpy(decayed_at).to(m.device)
+    # C order whatever the file's (an .npy header may say fortran_order): the C pass reads rows
+    m.coords, m.state, m.decayed_at = (torch.from_numpy(np.ascontiguousarray(a)).to(m.device)
+                                       for a in (coords, state, decayed_at))
     m.used = torch.ones(n, dtype=torch.bool, device=m.device)
 
 

@@ -126,5 +126,7 @@ def _cpu() -> bytes:
 
 def _pointer(tensor: torch.Tensor, dtype: torch.dtype) -> int:
     if tensor.dtype != dtype or not tensor.is_contiguous() or tensor.device.type != 'cpu':
-        raise TypeError(f'expected a contiguous CPU {dtype} tensor, got {tensor.dtype} on {tensor.device}')
+        layout = 'contiguous' if tensor.is_contiguous() else 'non-contiguous'
+        raise TypeError(f'expected a contiguous CPU {dtype} tensor, got a {layout} {tensor.dtype} tensor '
+                        f'on {tensor.device}')
     return tensor.data_ptr()

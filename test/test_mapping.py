@@ -141,6 +141,19 @@ def test_native_and_torch_kernels_build_the_same_map(slots, block_size):
     assert native_map.num_blocks > 0
 
 
+def test_frames_beyond_the_c_pass_limit_take_the_torch_way(monkeypatch):
+    """The C pass forms flat indices in float32 (exact up to 2^24 voxels): a larger frame is
+    integrated by the torch kernels, to the same map."""
+    from ssc_core.mapping import native
+    monkeypatch.setattr(native, 'MAX_FRAME_VOXELS', SHAPE[0] * SHAPE[1] * SHAPE[2] - 1)
+    calls = []
+    monkeypatch.setattr(native, 'fuse_blocks', lambda *a: calls.append(a))
+    limited, reference = new_map(kernels='native'), new_map(kernels='torch')
+    for m in (limited, reference):
+        m.integrate(random_labels(0), np.ones(SHAPE, bool), pose(15, (0.3, 0.1, 0)), 0.0)
+    assert not calls and torch.equal(limited.state, reference.state)
+
+
 def test_kernels_choice_and_a_missing_compiler(tmp_path):
     """auto takes the C pass where a compiler builds it and torch otherwise, saying why; native
     without it is refused with the reason; the kinds are checked."""

@@ -123,8 +123,10 @@ class Kernels:
                steps: torch.Tensor) -> 'Located':
         """Where the map voxels of B blocks fall in the frame of ``labels`` (X, Y, Z) uint8,
         evidence where ``observed`` (X, Y, Z) bool; ``base`` (B, 3) and ``steps`` (V, 3) as in
-        :func:`frame_codes`. ``.seen`` (B,) bool: the blocks holding the centre of an observed voxel."""
-        if self.kind == 'native':
+        :func:`frame_codes`. ``.seen`` (B,) bool: the blocks holding the centre of an observed
+        voxel. The C pass takes frames of up to ``native.MAX_FRAME_VOXELS``; larger ones go the
+        torch way, to the same map."""
+        if self.kind == 'native' and labels.numel() <= native.MAX_FRAME_VOXELS:
             codes = native.frame_codes(labels.contiguous(), observed.contiguous())
             steps = steps.T.contiguous()
             return Located(native.blocks_seen(codes, base, steps), codes, base, steps)
@@ -136,7 +138,7 @@ class Kernels:
         """Fuse the frame into ``state`` (S, V, W) uint8, in place, at ``slots`` (H,) int64 of the
         ``located.seen`` blocks; ``weight``: an int, or (X, Y, Z) int16 deficit units."""
         seen = located.seen
-        if self.kind == 'native':
+        if located.index is None:       # located by the C pass
             weight = weight.contiguous() if isinstance(weight, torch.Tensor) else weight
             native.fuse_blocks(state, slots, located.codes, weight, located.base[seen].contiguous(),
                                located.steps)

@@ -16,6 +16,8 @@ import torch
 SOURCE = Path(__file__).with_name('native.c')
 FLAGS = ('-O3', '-std=c11', '-shared', '-fPIC', '-pthread', '-ffp-contract=off', '-fno-trapping-math')
 """No contraction into fused multiply-adds: float32 results are torch's, bit for bit."""
+MAX_FRAME_VOXELS = 1 << 24
+"""The largest frame the C pass takes: it forms flat indices in float32, exact up to 2^24."""
 TUNED = ('-march=native',)
 """Tried first (vector units of this CPU: about twice as fast); the library is kept per CPU."""
 

@@ -154,6 +154,46 @@ def test_frames_beyond_the_c_pass_limit_take_the_torch_way(monkeypatch):
     assert not calls and torch.equal(limited.state, reference.state)
 
 
+def test_empty_frames_and_too_many_classes():
+    m = new_map()
+    m.integrate(np.zeros((0, 4, 4), np.uint8), np.zeros((0, 4, 4), bool), pose(), 0.0)   # nothing seen
+    assert m.frames == 1 and m.num_blocks == 0
+    with pytest.raises(ValueError, match='class_names: expected 2..255 classes, got 256'):
+        SemanticMap(0.2, [f'c{i}' for i in range(256)], ORIGIN)
+
+
+def test_the_c_pass_library_is_checked_before_it_is_loaded(tmp_path, monkeypatch):
+    """A damaged cached library (it would crash the process when loaded) is built again; $CC may
+    carry arguments; a cache that cannot be written gives way to a folder of this user's in the
+    temporary directory; a failing compiler is named with its exit status."""
+    from ssc_core.mapping import native
+
+    def fresh():
+        native.library.cache_clear()
+        return native.library()
+
+    monkeypatch.setattr(native.tempfile, 'tempdir', str(tmp_path / 'tmp'))
+    (tmp_path / 'tmp').mkdir()
+    try:
+        monkeypatch.setenv('SSC_CACHE_DIR', str(tmp_path / 'cache'))
+        monkeypatch.setenv('CC', 'gcc -DSSC_TEST=1')
+        assert fresh()[0] is not None
+        built = next((tmp_path / 'cache').glob('*.so'))
+        damaged = tmp_path / 'damaged.so'   # a new file: this process has the old one mapped
+        damaged.write_bytes(built.read_bytes()[:1000])       # truncated, as by a full disk
+        damaged.replace(built)
+        assert fresh()[0] is not None and built.stat().st_size > 1000
+        (tmp_path / 'file').write_text('')
+        monkeypatch.setenv('SSC_CACHE_DIR', str(tmp_path / 'file' / 'cache'))   # cannot be made
+        assert fresh()[0] is not None and list((tmp_path / 'tmp').glob('ssc_ros-*/*.so'))
+        monkeypatch.setenv('CC', 'false')
+        monkeypatch.setenv('SSC_CACHE_DIR', str(tmp_path / 'other'))
+        lib, why = fresh()
+        assert lib is None and why.startswith('false failed on') and '(exit 1)' in why
+    finally:
+        native.library.cache_clear()
+
+
 def test_kernels_choice_and_a_missing_compiler(tmp_path):
     """auto takes the C pass where a compiler builds it and torch otherwise, saying why; native
     without it is refused with the reason; the kinds are checked."""

@@ -105,6 +105,9 @@ def test_without_tf2_the_node_and_the_player_run_with_cam_from_grid(checkpoint, 
     without_tf2 = [sys.executable, '-c', BLOCK_TF2]
     node = start([*without_tf2, 'ssc_ros.node', '--ros-args', '-p', f'checkpoint:={checkpoint}', *REMAP],
                  tmp_path / 'node.log')
+    # the player waits for the node's subscriptions, not for the probe to match its volatile
+    # /voxels: without this, the 4 frames' clouds could all go out before the probe hears them
+    probe.wait_for(lambda: probe.node.count_publishers('/voxels') > 0, 60, "the node's /voxels")
     player = subprocess.run([*without_tf2, 'ssc_ros.bag', 'play', str(bag), '--rate', '0.5'],
                             capture_output=True, text=True, timeout=120)
     assert player.returncode == 0, player.stderr

@@ -24,7 +24,7 @@ import torch
 
 from ..geometry import check_rigid
 from . import evidence
-from .evidence import UNKNOWN
+from .evidence import EMPTY_SLOT, UNKNOWN
 from .kernels import Kernels
 
 TIE = 1e-3
@@ -79,6 +79,8 @@ class SemanticMap:
                   'change_after': (change_after >= 1, '>= 1')}
         optional = {'half_life': half_life, 'radius': radius, 'max_jump': max_jump}
         checks.update({name: (value is None or value > 0, '> 0 or None') for name, value in optional.items()})
+        if not 2 <= num_classes <= EMPTY_SLOT:   # class ids are bytes, 255 is no class
+            raise ValueError(f'class_names: expected 2..{EMPTY_SLOT} classes, got {num_classes}')
         for name, (ok, expected) in checks.items():
             if not ok:
                 raise ValueError(f'{name}: expected {expected}, got {locals()[name]!r}')
@@ -151,7 +153,7 @@ class SemanticMap:
         if observed.shape != labels.shape or observed.dtype != torch.bool:
             raise MapError(f'frame refused: observed must be a bool mask of shape {tuple(labels.shape)}, '
                            f'got {observed.dtype} {tuple(observed.shape)}')
-        box = _bounds(observed)
+        box = _bounds(observed) if observed.numel() else None
         if box is not None:
             self._integrate_box(labels, observed, weight, pose, float(stamp), *box)
         self.last_stamp, self.last_pose = float(stamp), pose

@@ -44,8 +44,11 @@ def test_full_size_frames_from_the_player_reach_the_node(checkpoint, probe, tmp_
     def values():
         msgs = probe.messages('/diagnostics')
         return diagnostics_values(msgs[-1]) if msgs else {}
-    probe.wait_for(lambda: values().get('received_image') == '10' and values().get('received_depth') == '10'
-                   and int(values().get('processed', 0)) >= 1, 30, 'all 10 frames received')
+    try:
+        probe.wait_for(lambda: values().get('received_image') == values().get('received_depth') == '10'
+                       and int(values().get('processed', 0)) >= 1, 60, 'all 10 frames received')
+    except TimeoutError as e:
+        raise AssertionError(f'{e}; the node\'s last diagnostics: {values()}') from None
     node.send_signal(signal.SIGINT)
     assert node.wait(timeout=20) == 0
 
